@@ -1,0 +1,228 @@
+package auth
+
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func basic(userPass string) []byte {
+	return []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(userPass)))
+}
+
+func mustNew(t testing.TB, user, password string) *Checker {
+	t.Helper()
+	c, err := New(user, password)
+	if err != nil {
+		t.Fatalf("New(%q, …) = %v", user, err)
+	}
+	return c
+}
+
+func TestCheckAcceptsOnlyTheExactPair(t *testing.T) {
+	c := mustNew(t, "paperspace", "s3cret:with:colons ünïcødé")
+	tests := []struct {
+		name   string
+		header []byte
+		want   Result
+	}{
+		{"exact pair", basic("paperspace:s3cret:with:colons ünïcødé"), OK},
+		{"scheme in lower case", []byte("basic " + base64.StdEncoding.EncodeToString([]byte("paperspace:s3cret:with:colons ünïcødé"))), OK},
+		{"scheme in upper case", []byte("BASIC " + base64.StdEncoding.EncodeToString([]byte("paperspace:s3cret:with:colons ünïcødé"))), OK},
+		{"several spaces after the scheme", []byte("Basic   " + base64.StdEncoding.EncodeToString([]byte("paperspace:s3cret:with:colons ünïcødé"))), OK},
+		{"no header", nil, Missing},
+		{"empty header", []byte(""), Missing},
+		{"bearer token", []byte("Bearer abc"), Scheme},
+		{"digest", []byte("Digest username=\"paperspace\""), Scheme},
+		{"scheme glued to token", []byte("Basicabc"), Scheme},
+		{"short garbage", []byte("Bas"), Scheme},
+		{"scheme without token", []byte("Basic"), Malformed},
+		{"scheme and spaces only", []byte("Basic   "), Malformed},
+		{"not base64", []byte("Basic !!!!"), Malformed},
+		{"base64 without colon", basic("paperspace"), Malformed},
+		{"trailing garbage after token", append(basic("paperspace:s3cret:with:colons ünïcødé"), " x"...), Malformed},
+		{"too long", basic("paperspace:" + strings.Repeat("a", MaxCredentialBytes)), Malformed},
+		{"wrong user", basic("admin:s3cret:with:colons ünïcødé"), WrongUser},
+		{"user differs in case", basic("Paperspace:s3cret:with:colons ünïcødé"), WrongUser},
+		{"wrong user and password", basic("admin:nope"), WrongUser},
+		{"empty user", basic(":s3cret:with:colons ünïcødé"), WrongUser},
+		{"wrong password", basic("paperspace:nope"), WrongPassword},
+		{"password prefix", basic("paperspace:s3cret"), WrongPassword},
+		{"password with extra byte", basic("paperspace:s3cret:with:colons ünïcødé "), WrongPassword},
+		{"empty password", basic("paperspace:"), WrongPassword},
+		{"split at the first colon", basic("paperspace:s3cret:with:colons ünïcødé:"), WrongPassword},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.Check(tt.header); got != tt.want {
+				t.Errorf("Check(%q) = %v, want %v", tt.header, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckWantsStandardPaddedBase64(t *testing.T) {
+	// This pair encodes with '+', '/' and padding in standard base64.
+	const pair = "paperspace:~~~??>"
+	std := base64.StdEncoding.EncodeToString([]byte(pair))
+	if !strings.ContainsAny(std, "+/") || !strings.HasSuffix(std, "=") {
+		t.Fatalf("test pair encodes as %q: want '+' or '/' and padding", std)
+	}
+	c := mustNew(t, "paperspace", "~~~??>")
+	tests := []struct {
+		name, token string
+		want        Result
+	}{
+		{"standard", std, OK},
+		{"url-safe alphabet", base64.URLEncoding.EncodeToString([]byte(pair)), Malformed},
+		{"no padding", base64.RawStdEncoding.EncodeToString([]byte(pair)), Malformed},
+	}
+	for _, tt := range tests {
+		if got := c.Check([]byte("Basic " + tt.token)); got != tt.want {
+			t.Errorf("%s: Check = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCheckAcceptsTheLongestAllowedPair(t *testing.T) {
+	user := "u"
+	password := strings.Repeat("p", MaxCredentialBytes-len(user)-1)
+	c := mustNew(t, user, password)
+	if got := c.Check(basic(user + ":" + password)); got != OK {
+		t.Fatalf("Check = %v, want %v", got, OK)
+	}
+}
+
+func TestNewRejectsUnusableCredentials(t *testing.T) {
+	tests := []struct {
+		name, user, password string
+		want                 error
+	}{
+		{"empty password", "paperspace", "", ErrEmptyPassword},
+		{"colon in user", "paper:space", "x", ErrColonInUser},
+		{"too long", "paperspace", strings.Repeat("x", MaxCredentialBytes), ErrTooLong},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.user, tt.password); !errors.Is(err, tt.want) {
+				t.Fatalf("New = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewKeepsNoCopyOfThePassword(t *testing.T) {
+	const password = "plaintext-must-not-be-kept"
+	c := mustNew(t, "paperspace", password)
+	raw := string(c.user[:]) + string(c.password[:])
+	if strings.Contains(raw, password) {
+		t.Fatal("Checker holds the password in clear")
+	}
+}
+
+func TestChallengeQuotesTheRealm(t *testing.T) {
+	tests := []struct{ realm, want string }{
+		{"warden", `Basic realm="warden", charset="UTF-8"`},
+		{`my "model"`, `Basic realm="my \"model\"", charset="UTF-8"`},
+		{`back\slash`, `Basic realm="back\\slash", charset="UTF-8"`},
+	}
+	for _, tt := range tests {
+		if got := Challenge(tt.realm); got != tt.want {
+			t.Errorf("Challenge(%q) = %s, want %s", tt.realm, got, tt.want)
+		}
+	}
+}
+
+func TestFingerprintIsShortStableAndDistinct(t *testing.T) {
+	a, b := Fingerprint("secret-a"), Fingerprint("secret-b")
+	if a != Fingerprint("secret-a") {
+		t.Fatal("fingerprint is not stable")
+	}
+	if a == b {
+		t.Fatalf("two secrets share fingerprint %s", a)
+	}
+	if len(a) != 12 {
+		t.Fatalf("fingerprint %q has %d characters, want 12", a, len(a))
+	}
+	if strings.Contains(a, "secret") {
+		t.Fatalf("fingerprint %q shows the secret", a)
+	}
+}
+
+func TestResultNames(t *testing.T) {
+	seen := map[string]bool{}
+	for _, r := range Results {
+		name := r.String()
+		if name == "" || seen[name] {
+			t.Fatalf("result %d has empty or duplicate name %q", r, name)
+		}
+		seen[name] = true
+	}
+	if got := Result(200).String(); got != "result(200)" {
+		t.Fatalf("unknown result name = %q", got)
+	}
+}
+
+func TestCheckAllocatesNothing(t *testing.T) {
+	c := mustNew(t, "paperspace", "secret")
+	for _, h := range [][]byte{basic("paperspace:secret"), basic("paperspace:wrong"), []byte("Bearer x"), nil} {
+		if n := testing.AllocsPerRun(100, func() { c.Check(h) }); n != 0 {
+			t.Errorf("Check(%q) allocates %.0f times, want 0", h, n)
+		}
+	}
+}
+
+func FuzzCheck(f *testing.F) {
+	const user, password = "paperspace", "pa:ss wörd"
+	c := mustNew(f, user, password)
+	for _, seed := range []string{
+		"", "Basic", "Basic ", "basic cGFwZXJzcGFjZTpwYTpzcyB3w7ZyZA==",
+		string(basic(user + ":" + password)), string(basic(user + ":" + password + "x")),
+		"Basic dXNlcjpwYXNz", // RFC 7617 style example
+		"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", // RFC 7617 §2: Aladdin:open sesame
+		"Bearer x", "Basic =", "Basic ====", "BASIC\x00", "Basic \xff\xfe",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, header []byte) {
+		got := c.Check(header)
+		// Only the exact pair, in some accepted spelling, may pass.
+		encoded, isBasic := basicCredentials(header)
+		decoded, err := base64.StdEncoding.DecodeString(string(encoded))
+		exact := isBasic && err == nil && string(decoded) == user+":"+password
+		if (got == OK) != exact {
+			t.Fatalf("Check(%q) = %v, but exact pair = %v", header, got, exact)
+		}
+		if got > WrongPassword {
+			t.Fatalf("Check(%q) = unknown result %d", header, got)
+		}
+	})
+}
+
+func BenchmarkCheck(b *testing.B) {
+	c := mustNew(b, "paperspace", "a-reasonably-long-random-secret-0123456789")
+	for _, bc := range []struct {
+		name   string
+		header []byte
+	}{
+		{"ok", basic("paperspace:a-reasonably-long-random-secret-0123456789")},
+		{"wrong_password", basic("paperspace:guess")},
+		{"missing", nil},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Check(bc.header)
+			}
+		})
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					c.Check(bc.header)
+				}
+			})
+		})
+	}
+}

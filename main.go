@@ -1,0 +1,161 @@
+// Command warden is an auth sidecar for model servers: it checks HTTP Basic
+// credentials and forwards authorised requests to one upstream on localhost,
+// streaming both ways. Configuration comes from WARDEN_* variables only; see
+// README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"warden/auth"
+	"warden/proxy"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, env.ToMap(os.Environ()), os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run starts warden and blocks until ctx ends, then drains and shuts down.
+// It reads its configuration from environ only and never exits the process.
+func run(ctx context.Context, environ map[string]string, stderr io.Writer) error {
+	cfg, err := loadConfig(environ)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	var checker proxy.Authenticator
+	if cfg.Mode == modeProtected {
+		c, err := auth.New(cfg.Username, cfg.secret)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.secretSource, err) // validated already; kept for safety
+		}
+		checker = c
+	}
+	metrics := proxy.NewMetrics(version)
+	p, err := proxy.New(proxy.Config{
+		Upstream:            cfg.upstreamAddr,
+		Auth:                checker,
+		Realm:               cfg.Realm,
+		UpstreamTimeout:     cfg.UpstreamTimeout,
+		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
+		UpstreamMaxConns:    cfg.UpstreamMaxConns,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		MaxHeaderBytes:      cfg.MaxHeaderBytes,
+		ReadHeaderTimeout:   cfg.ReadHeaderTimeout,
+		IdleTimeout:         cfg.IdleTimeout,
+		AccessLog:           cfg.AccessLog,
+		Log:                 log,
+		Metrics:             metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("WARDEN_UPSTREAM: %w", err)
+	}
+	defer p.Close()
+
+	proxyLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("WARDEN_LISTEN: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		proxyLn.Close()
+		return fmt.Errorf("WARDEN_ADMIN_LISTEN: %w", err)
+	}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go p.WatchUpstream(watchCtx)
+
+	srv, admin := p.Server(), p.AdminServer()
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(proxyLn) }()
+	go func() { serveErr <- admin.Serve(adminLn) }()
+
+	logStart(log, cfg, proxyLn.Addr(), adminLn.Addr())
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		// A listener failed under us: nothing to drain.
+		_ = srv.Shutdown()
+		_ = admin.Shutdown()
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// Drain: readiness fails at once so the platform stops sending new
+	// requests, but they are still served until the delay is over.
+	p.StartDraining()
+	log.Info().Dur("drain_delay", cfg.DrainDelay).Dur("shutdown_timeout", cfg.ShutdownTimeout).
+		Msg("signal received: draining")
+	time.Sleep(cfg.DrainDelay)
+
+	// Then stop accepting and give in-flight requests their time.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.ShutdownWithContext(shutdownCtx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Warn().Dur("shutdown_timeout", cfg.ShutdownTimeout).
+				Msg("shutdown timeout reached: closing the connections still open")
+		} else {
+			log.Warn().Err(err).Msg("shutdown")
+		}
+	}
+	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), time.Second)
+	defer cancelAdmin()
+	_ = admin.ShutdownWithContext(adminCtx)
+	log.Info().Msg("stopped")
+	return nil
+}
+
+func newLogger(cfg *config, stderr io.Writer) zerolog.Logger {
+	var w io.Writer = stderr
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(w).Level(cfg.logLevel).With().Timestamp().Logger()
+}
+
+// logStart writes the one start line, and a warning for public mode and
+// for unknown variables. The secret appears only as its fingerprint.
+func logStart(log zerolog.Logger, cfg *config, listen, admin net.Addr) {
+	for _, name := range cfg.unknownEnvVars {
+		log.Warn().Str("variable", name).Msg("unknown WARDEN_ variable ignored: check its spelling")
+	}
+	e := log.Info().
+		Str("version", version).
+		Str("mode", cfg.Mode).
+		Str("upstream", cfg.Upstream).
+		Str("listen", listen.String()).
+		Str("admin_listen", admin.String())
+	if cfg.Mode == modeProtected {
+		e = e.Str("username", cfg.Username).
+			Str("secret_source", cfg.secretSource).
+			Str("secret_fingerprint", auth.Fingerprint(cfg.secret))
+	}
+	e.Msg("warden started")
+	if cfg.Mode == modePublic {
+		log.Warn().Msg("public mode: requests are forwarded without authentication")
+	}
+}

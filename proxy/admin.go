@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+)
+
+// Readiness probing: how often, and how long one probe may take. Platform
+// probes time out after 1 s, so /readyz answers from the last result and
+// never probes inline.
+const (
+	probeInterval = time.Second
+	probeTimeout  = 500 * time.Millisecond
+)
+
+// WatchUpstream probes the upstream at once and then every second until ctx
+// ends, keeping the result for /readyz and logging each change.
+func (p *Proxy) WatchUpstream(ctx context.Context) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for {
+		p.probeOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Proxy) probeOnce(ctx context.Context) {
+	err := p.up.probe(ctx, probeTimeout)
+	if ctx.Err() != nil {
+		return
+	}
+	prev := p.upstreamErr.Swap(&probeResult{err: err}).err
+	switch {
+	case err == nil && prev != nil:
+		p.m.upstreamUp.Set(1)
+		p.log.Info().Str("upstream", p.cfg.Upstream).Msg("upstream is reachable")
+	case err != nil && (prev == nil || prev == errNotProbed):
+		p.m.upstreamUp.Set(0)
+		p.log.Warn().Str("upstream", p.cfg.Upstream).Err(err).Msg("upstream is not reachable")
+	}
+}
+
+// Ready returns nil when warden should receive traffic, else why not.
+func (p *Proxy) Ready() error {
+	if p.draining.Load() {
+		return errDraining
+	}
+	if err := p.upstreamErr.Load().err; err != nil {
+		return &notReadyError{err}
+	}
+	return nil
+}
+
+type notReadyError struct{ err error }
+
+func (e *notReadyError) Error() string { return "upstream not reachable: " + e.err.Error() }
+func (e *notReadyError) Unwrap() error { return e.err }
+
+var errDraining = drainingError{}
+
+type drainingError struct{}
+
+func (drainingError) Error() string { return "draining: shutting down" }
+
+// AdminHandler serves the admin port: GET /healthz, /readyz and /metrics.
+func (p *Proxy) AdminHandler() fasthttp.RequestHandler {
+	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(p.m.Registry, promhttp.HandlerOpts{}))
+	return func(ctx *fasthttp.RequestCtx) {
+		if !ctx.IsGet() && !ctx.IsHead() {
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
+			ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+			return
+		}
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+		switch string(ctx.Path()) {
+		case "/healthz":
+			ctx.SetContentType("text/plain; charset=utf-8")
+			ctx.SetBodyString("ok\n")
+		case "/readyz":
+			ctx.SetContentType("text/plain; charset=utf-8")
+			if err := p.Ready(); err != nil {
+				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+				ctx.SetBodyString(err.Error() + "\n")
+				return
+			}
+			ctx.SetBodyString("ok\n")
+		case "/metrics":
+			metrics(ctx)
+		default:
+			ctx.Error("not found: the admin port serves /healthz, /readyz and /metrics\n", fasthttp.StatusNotFound)
+		}
+	}
+}
+
+// AdminServer returns the fasthttp server for the admin port.
+func (p *Proxy) AdminServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               p.AdminHandler(),
+		ReadTimeout:           5 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           time.Minute,
+		NoDefaultServerHeader: true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{p.log},
+	}
+}

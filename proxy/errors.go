@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/valyala/fasthttp"
+)
+
+// HeaderError names the cause on every response that warden produces itself,
+// so that clients and load testers can tell warden's answers from the model's.
+const HeaderError = "X-Warden-Error"
+
+// failure is an answer warden gives itself. The body is built once, at start.
+type failure struct {
+	status int
+	code   string // value of X-Warden-Error and of the "error" field
+	body   []byte
+}
+
+func newFailure(status int, code, message string) failure {
+	body := `{"error":` + strconv.Quote(code) + `,"message":` + strconv.Quote(message) + `,"status":` + strconv.Itoa(status) + "}\n"
+	return failure{status: status, code: code, body: []byte(body)}
+}
+
+// The answers warden produces. Their codes are part of the interface: the
+// README lists them and metrics count them.
+var (
+	failUnauthorized   = newFailure(fasthttp.StatusUnauthorized, "unauthorized", "valid credentials are required")
+	failBadRequest     = newFailure(fasthttp.StatusBadRequest, "bad_request", "the request is malformed")
+	failRequestTimeout = newFailure(fasthttp.StatusRequestTimeout, "request_timeout", "the request headers did not arrive in time")
+	failHeaderTooLarge = newFailure(fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large", "the request headers are too large")
+	failBodyTooLarge   = newFailure(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the request body is too large")
+	failMethod         = newFailure(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported")
+	failExpectation    = newFailure(fasthttp.StatusExpectationFailed, "expectation_failed", "only the 100-continue expectation is supported")
+	failUnavailable    = newFailure(fasthttp.StatusBadGateway, "upstream_unavailable", "the model server is not accepting connections")
+	failUpstream       = newFailure(fasthttp.StatusBadGateway, "upstream_error", "the model server closed the connection or sent an invalid response")
+	failTimeout        = newFailure(fasthttp.StatusGatewayTimeout, "upstream_timeout", "the model server did not send response headers in time")
+	failBusy           = newFailure(fasthttp.StatusServiceUnavailable, "upstream_busy", "all connections to the model server are in use")
+)
+
+// Failures lists every answer warden can produce, for documentation tests.
+func Failures() map[string]int {
+	m := map[string]int{}
+	for _, f := range []failure{
+		failUnauthorized, failBadRequest, failRequestTimeout, failHeaderTooLarge, failBodyTooLarge,
+		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy,
+	} {
+		m[f.code] = f.status
+	}
+	return m
+}
+
+// writeFailure replaces whatever response ctx holds with f.
+func writeFailure(resp *fasthttp.Response, f failure) {
+	resp.Reset()
+	resp.SetStatusCode(f.status)
+	resp.Header.SetContentType("application/json")
+	resp.Header.Set(HeaderError, f.code)
+	resp.Header.Set("Cache-Control", "no-store")
+	resp.SetBodyRaw(f.body)
+}
+
+// Errors of the upstream exchange, mapped to answers by upstreamFailure.
+var (
+	errBusy         = errors.New("all upstream connections are in use")
+	errClientBody   = errors.New("reading the request body from the client")
+	errBodyTooLarge = errors.New("request body exceeds the limit")
+)
+
+// upstreamFailure maps an error of the exchange with the upstream to the
+// answer the client gets: the single place where that decision is made, like
+// httputil.ReverseProxy's ErrorHandler.
+func upstreamFailure(err error, dialing bool) (failure, string) {
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		return failBodyTooLarge, "body_too_large"
+	case errors.Is(err, errClientBody):
+		return failBadRequest, "client_body"
+	case errors.Is(err, errBusy):
+		return failBusy, "busy"
+	case isTimeout(err):
+		if dialing {
+			return failTimeout, "connect_timeout"
+		}
+		return failTimeout, "timeout"
+	case dialing:
+		return failUnavailable, "connect"
+	default:
+		return failUpstream, "protocol"
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isConnLost reports whether err means that a pooled connection was closed
+// by the upstream before it answered: the case where resending a safe
+// request on a new connection is right.
+func isConnLost(err error) bool {
+	return errors.Is(err, errNoResponse) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
+}

@@ -1,0 +1,480 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// exchange is the state of one request forwarded upstream. It is pooled:
+// its buffers are reused, so the request path allocates nothing once warm.
+//
+// For a streamed response the exchange outlives the handler: it is the body
+// stream fasthttp writes to the client, and fasthttp's call to
+// CloseWithError ends it.
+type exchange struct {
+	p   *Proxy
+	ctx *fasthttp.RequestCtx
+
+	head   []byte           // the request head sent upstream
+	tokens connectionTokens // header names listed in Connection
+	xff    []byte           // X-Forwarded-For values received
+	buf    []byte           // body copy buffer
+
+	conn        *conn
+	resp        fasthttp.Response // the upstream's response; its body streams
+	body        io.Reader
+	dialing     bool // the last error came from connecting
+	bodyStarted bool // some of the client's body was read
+	sent        int64
+	eof         bool
+	upstreamErr error
+}
+
+const copyBufSize = 32 << 10
+
+func (p *Proxy) putExchange(x *exchange) {
+	x.ctx = nil
+	x.conn = nil
+	x.body = nil
+	x.resp.Reset()
+	x.dialing, x.bodyStarted, x.eof = false, false, false
+	x.sent = 0
+	x.upstreamErr = nil
+	p.exchanges.Put(x)
+}
+
+// buildHead writes the request head for the upstream into x.head, following
+// httputil.ReverseProxy: method and target byte for byte, headers in the
+// order received minus hop-by-hop ones and credentials, X-Forwarded-* set,
+// and warden's own framing. It reports false for a request that must be
+// refused with 400.
+func (x *exchange) buildHead() bool {
+	h := &x.ctx.Request.Header
+	target, authority, ok := requestTarget(h.RequestURI())
+	if !ok {
+		return false
+	}
+	b := append(x.head[:0], h.Method()...)
+	b = append(b, ' ')
+	if len(target) == 0 || target[0] == '?' {
+		b = append(b, '/')
+	}
+	b = append(b, target...)
+	// Always HTTP/1.1 upstream, whatever the client spoke (as Go's
+	// ReverseProxy does), so the connection can be kept and chunked.
+	b = append(b, " HTTP/1.1\r\n"...)
+
+	x.tokens.reset()
+	if len(h.Peek(fasthttp.HeaderConnection)) > 0 {
+		for k, v := range h.AllInOrder() {
+			if classify(k) == kindConnection {
+				x.tokens.add(v)
+			}
+		}
+	}
+	hasTokens := len(x.tokens.tokens) > 0
+
+	x.xff = x.xff[:0]
+	var host []byte
+	hostSeen := false
+	for k, v := range h.AllInOrder() {
+		switch classify(k) {
+		case kindHop, kindFraming, kindCredentials, kindConnection,
+			kindXForwardedHost, kindXForwardedProto:
+			continue
+		case kindXForwardedFor:
+			if len(x.xff) > 0 {
+				x.xff = append(x.xff, ", "...)
+			}
+			x.xff = append(x.xff, v...)
+			continue
+		case kindHost:
+			// RFC 9112 §3.2: more than one Host is a bad request.
+			if hostSeen {
+				return false
+			}
+			hostSeen = true
+			host = v
+			if authority != nil {
+				// RFC 9112 §3.2.2: the target's authority wins over Host.
+				host = authority
+			}
+			v = host
+		default:
+			if hasTokens && x.tokens.has(k) {
+				continue
+			}
+		}
+		b = appendHeader(b, k, v)
+	}
+	if !hostSeen {
+		if authority == nil && h.IsHTTP11() {
+			return false // RFC 9112 §3.2: HTTP/1.1 requires Host.
+		}
+		host = authority
+		if host == nil {
+			host = []byte(x.p.cfg.Upstream)
+		}
+		b = appendHeader(b, []byte(fasthttp.HeaderHost), host)
+	}
+
+	b = append(b, "X-Forwarded-For: "...)
+	if len(x.xff) > 0 {
+		b = append(b, x.xff...)
+		b = append(b, ", "...)
+	}
+	b = appendClientIP(b, x.ctx.RemoteAddr())
+	b = append(b, "\r\n"...)
+	if len(host) > 0 {
+		b = appendHeader(b, []byte("X-Forwarded-Host"), host)
+	}
+	if x.ctx.IsTLS() {
+		b = append(b, "X-Forwarded-Proto: https\r\n"...)
+	} else {
+		b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	}
+
+	switch cl := h.ContentLength(); {
+	case cl > 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(cl), 10)
+		b = append(b, "\r\n"...)
+	case cl == -1:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case len(h.Peek(fasthttp.HeaderContentLength)) > 0:
+		// The client said "Content-Length: 0"; say it too.
+		b = append(b, "Content-Length: 0\r\n"...)
+	}
+	x.head = append(b, "\r\n"...)
+	return true
+}
+
+func appendHeader(b, k, v []byte) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, v...)
+	return append(b, "\r\n"...)
+}
+
+// requestTarget returns the target to send upstream. Origin-form ("/p?q")
+// and asterisk-form ("*") pass byte for byte. Absolute-form
+// ("http://host/p?q", RFC 9112 §3.2.2) becomes origin-form, and its
+// authority is returned to replace Host; the request still goes to the
+// configured upstream and nowhere else. The returned target may lack the
+// leading "/" of an absolute-form target with an empty path.
+func requestTarget(raw []byte) (target, authority []byte, ok bool) {
+	if len(raw) == 0 {
+		return nil, nil, false
+	}
+	if raw[0] == '/' || (len(raw) == 1 && raw[0] == '*') {
+		return raw, nil, true
+	}
+	i := 0
+	for i+2 < len(raw) && !(raw[i] == ':' && raw[i+1] == '/' && raw[i+2] == '/') {
+		i++
+	}
+	if i+2 >= len(raw) || i == 0 {
+		return nil, nil, false
+	}
+	scheme := raw[:i]
+	if !equalFold(scheme, "http") && !equalFold(scheme, "https") {
+		return nil, nil, false
+	}
+	rest := raw[i+3:]
+	j := 0
+	for j < len(rest) && rest[j] != '/' && rest[j] != '?' {
+		j++
+	}
+	authority = rest[:j]
+	if at := lastIndexByte(authority, '@'); at >= 0 {
+		authority = authority[at+1:] // drop userinfo (RFC 9110 §4.2.4)
+	}
+	if len(authority) == 0 {
+		return nil, nil, false
+	}
+	// "http://h" and "http://h?q" leave a target without its leading "/";
+	// buildHead adds it.
+	return rest[j:], authority, true
+}
+
+func lastIndexByte(b []byte, c byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// roundTrip sends the request upstream and reads the response headers. A
+// request that is safe to repeat and met a pooled connection the upstream
+// had closed is sent once more on a new connection.
+func (x *exchange) roundTrip() error {
+	p := x.p
+	// Connecting (or waiting for a free connection) counts from the
+	// request's arrival; the wait for response headers starts once the
+	// request has been sent, however long a large upload took.
+	connectBy := x.ctx.Time().Add(p.cfg.UpstreamTimeout)
+	for attempt := 0; ; attempt++ {
+		c, dialing, err := p.up.acquire(connectBy)
+		x.dialing = dialing
+		if err != nil {
+			return err
+		}
+		x.dialing = false
+		sentAt := time.Now()
+		err = x.send(c)
+		if err == nil || !errors.Is(err, errClientBody) && !errors.Is(err, errBodyTooLarge) {
+			// Read the answer even after a failed write: the upstream may
+			// have refused the body with a response before closing.
+			if rerr := x.readHead(c, time.Now().Add(p.cfg.UpstreamTimeout)); rerr == nil {
+				p.m.upstreamWait.Observe(time.Since(sentAt).Seconds())
+				x.conn = c
+				if err != nil {
+					// The request did not go out whole: never reuse.
+					x.resp.SetConnectionClose()
+				}
+				return nil
+			} else if err == nil {
+				err = rerr
+			}
+		}
+		reused := c.reused
+		p.up.release(c, false)
+		if attempt == 0 && reused && x.retryable() && isConnLost(err) {
+			continue
+		}
+		return err
+	}
+}
+
+// retryable reports whether the request may be sent twice: an idempotent
+// method (RFC 9110 §9.2.2) or an Idempotency-Key, and no body.
+func (x *exchange) retryable() bool {
+	h := &x.ctx.Request.Header
+	if x.bodyStarted || h.ContentLength() > 0 || h.ContentLength() == -1 {
+		return false
+	}
+	if h.IsGet() || h.IsHead() || h.IsOptions() || h.IsTrace() || h.IsPut() || h.IsDelete() {
+		return true
+	}
+	return len(h.Peek("Idempotency-Key")) > 0 || len(h.Peek("X-Idempotency-Key")) > 0
+}
+
+// send writes the request head and streams the body, if any.
+func (x *exchange) send(c *conn) error {
+	if _, err := c.bw.Write(x.head); err != nil {
+		return err
+	}
+	h := &x.ctx.Request.Header
+	if cl := h.ContentLength(); cl > 0 || cl == -1 {
+		var body io.Reader = x.ctx.Request.BodyStream()
+		if body == nil {
+			body = bytesReader(x.ctx.Request.Body())
+		}
+		if x.buf == nil {
+			x.buf = make([]byte, copyBufSize)
+		}
+		x.bodyStarted = true
+		var err error
+		if cl > 0 {
+			err = x.copyFixed(c.bw, body, int64(cl))
+		} else {
+			err = x.copyChunked(c.bw, body)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return c.bw.Flush()
+}
+
+// copyFixed copies exactly n bytes of the client's body.
+func (x *exchange) copyFixed(w *bufio.Writer, r io.Reader, n int64) error {
+	for n > 0 {
+		m, err := r.Read(x.buf[:min(int64(len(x.buf)), n)])
+		if m > 0 {
+			n -= int64(m)
+			if _, werr := w.Write(x.buf[:m]); werr != nil {
+				return werr
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		if err != nil {
+			return errors.Join(errClientBody, err)
+		}
+	}
+	return nil
+}
+
+// copyChunked re-frames the client's chunked body (which fasthttp has
+// decoded) and flushes every chunk, so that a streamed upload reaches the
+// model as it is sent. Trailers are not forwarded.
+func (x *exchange) copyChunked(w *bufio.Writer, r io.Reader) error {
+	limit := x.p.cfg.MaxBodyBytes
+	var total int64
+	for {
+		m, err := r.Read(x.buf)
+		if m > 0 {
+			total += int64(m)
+			if limit > 0 && total > limit {
+				return errBodyTooLarge
+			}
+			w.WriteString(strconv.FormatInt(int64(m), 16)) //nolint:errcheck // the error is sticky and returned by Flush
+			w.WriteString("\r\n")                           //nolint:errcheck
+			w.Write(x.buf[:m])                              //nolint:errcheck
+			w.WriteString("\r\n")                           //nolint:errcheck
+			if ferr := w.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			_, werr := w.WriteString("0\r\n\r\n")
+			return werr
+		}
+		if err != nil {
+			return errors.Join(errClientBody, err)
+		}
+	}
+}
+
+// readHead reads the upstream's response status and headers, skipping
+// informational responses, within the deadline. The body is left to stream.
+func (x *exchange) readHead(c *conn, deadline time.Time) error {
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	x.resp.SkipBody = x.ctx.IsHead()
+	x.resp.StreamBody = true
+	err := x.resp.ReadLimitBody(c.br, 0)
+	if derr := c.SetReadDeadline(time.Time{}); err == nil {
+		err = derr
+	}
+	if errors.Is(err, io.EOF) {
+		return errNoResponse
+	}
+	if err == nil && x.resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
+		// warden never forwards Upgrade, so a 101 is a protocol error.
+		return errors.New("upstream switched protocols without an Upgrade request")
+	}
+	return err
+}
+
+// respond copies the upstream's status and end-to-end headers to the client
+// response and hands the body to fasthttp as a stream.
+func (x *exchange) respond() {
+	p := x.p
+	ctx := x.ctx
+	src := &x.resp.Header
+	dst := &ctx.Response.Header
+	// Without this, src reports fasthttp's default Content-Type for a
+	// response that had none, and it would be copied.
+	src.SetNoDefaultContentType(true)
+
+	x.tokens.reset()
+	for k, v := range src.All() {
+		if classify(k) == kindConnection {
+			x.tokens.add(v)
+		}
+	}
+	hasTokens := len(x.tokens.tokens) > 0
+	dst.SetStatusCode(src.StatusCode())
+	if msg := src.StatusMessage(); len(msg) > 0 {
+		dst.SetStatusMessage(msg)
+	}
+	for k, v := range src.All() {
+		switch classify(k) {
+		case kindHop, kindFraming, kindConnection:
+			continue
+		}
+		if hasTokens && x.tokens.has(k) {
+			continue
+		}
+		dst.AddBytesKV(k, v)
+	}
+
+	cl := src.ContentLength()
+	stream := x.resp.BodyStream()
+	if stream == nil || cl == 0 {
+		// HEAD, 204, 304 or an empty body: nothing to stream, and the
+		// connection can go back to the pool now.
+		if cl >= 0 {
+			dst.SetContentLength(cl)
+		}
+		status := src.StatusCode()
+		_ = x.resp.CloseBodyStream()
+		p.up.release(x.conn, !x.resp.ConnectionClose())
+		p.putExchange(x)
+		p.done(ctx, status, 0, "")
+		return
+	}
+	x.body = stream
+	if cl < 0 {
+		cl = -1
+		// Let the client see the headers at once: a token stream may take
+		// a while to produce its first event.
+		ctx.Response.ImmediateHeaderFlush = true
+	}
+	ctx.Response.SetBodyStream(x, cl)
+}
+
+// Read streams the upstream's body to fasthttp, which writes it to the
+// client; with unknown length each read becomes a chunk and is flushed.
+func (x *exchange) Read(b []byte) (int, error) {
+	n, err := x.body.Read(b)
+	x.sent += int64(n)
+	if err == io.EOF {
+		x.eof = true
+	} else if err != nil {
+		x.upstreamErr = err
+	}
+	return n, err
+}
+
+// CloseWithError ends the exchange once fasthttp has written the response,
+// or failed to. A connection whose body was not read to the end is closed,
+// so that the model stops generating for a client that is gone.
+func (x *exchange) CloseWithError(werr error) error {
+	p := x.p
+	complete := x.eof && werr == nil
+	cause := ""
+	switch {
+	case x.upstreamErr != nil:
+		cause = "upstream_body"
+		p.m.upstreamError("body")
+		if e := p.log.Warn(); e.Enabled() {
+			e.Err(x.upstreamErr).Msg("upstream broke off the response body")
+		}
+	case !complete:
+		cause = "client_gone"
+		p.m.clientGone.Inc()
+	}
+	_ = x.resp.CloseBodyStream()
+	p.up.release(x.conn, complete && !x.resp.ConnectionClose())
+	ctx, status, sent := x.ctx, x.resp.StatusCode(), x.sent
+	p.putExchange(x)
+	p.done(ctx, status, sent, cause)
+	return nil
+}
+
+type byteReader struct {
+	b []byte
+}
+
+func bytesReader(b []byte) io.Reader { return &byteReader{b} }
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}

@@ -1,0 +1,205 @@
+package proxy
+
+import (
+	"net"
+	"net/netip"
+)
+
+// headerKind classifies a header name for forwarding.
+type headerKind uint8
+
+const (
+	kindOther headerKind = iota
+	// kindHop is a hop-by-hop header (RFC 9110 §7.6.1), or one that warden
+	// answers itself and must not pass on: it is dropped in both directions.
+	kindHop
+	// kindFraming is Content-Length or Transfer-Encoding: warden frames each
+	// message it sends itself (RFC 9112 §6), so the incoming values are dropped.
+	kindFraming
+	// kindCredentials is Authorization or Proxy-Authorization: the secret
+	// stops at warden and never reaches the upstream.
+	kindCredentials
+	kindHost
+	kindXForwardedFor
+	kindXForwardedHost
+	kindXForwardedProto
+	kindConnection
+)
+
+// classify tells what a header name is. Names arrive normalised by fasthttp
+// ("Keep-Alive"), but the comparison is case-insensitive anyway (RFC 9110
+// §5.1), so that the result never depends on that setting.
+func classify(name []byte) headerKind {
+	switch len(name) {
+	case 2:
+		if equalFold(name, "te") {
+			return kindHop
+		}
+	case 4:
+		if equalFold(name, "host") {
+			return kindHost
+		}
+	case 6:
+		if equalFold(name, "expect") {
+			// warden answers "Expect: 100-continue" itself, after checking the
+			// credentials (RFC 9110 §10.1.1), and then sends the body at once.
+			return kindHop
+		}
+	case 7:
+		if equalFold(name, "upgrade") || equalFold(name, "trailer") {
+			return kindHop
+		}
+	case 10:
+		if equalFold(name, "connection") {
+			return kindConnection
+		}
+		if equalFold(name, "keep-alive") {
+			return kindHop
+		}
+	case 13:
+		if equalFold(name, "authorization") {
+			return kindCredentials
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			return kindFraming
+		}
+	case 15:
+		if equalFold(name, "x-forwarded-for") {
+			return kindXForwardedFor
+		}
+	case 16:
+		if equalFold(name, "x-forwarded-host") {
+			return kindXForwardedHost
+		}
+		if equalFold(name, "proxy-connection") {
+			return kindHop
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			return kindFraming
+		}
+		if equalFold(name, "x-forwarded-proto") {
+			return kindXForwardedProto
+		}
+	case 18:
+		if equalFold(name, "proxy-authenticate") {
+			return kindHop
+		}
+	case 19:
+		if equalFold(name, "proxy-authorization") {
+			return kindCredentials
+		}
+	}
+	return kindOther
+}
+
+// equalFold reports whether b equals the lower-case ASCII string s, ignoring
+// the case of ASCII letters in b.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(s) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFoldBytes is equalFold for two byte slices of any case.
+func equalFoldBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// connectionTokens collects the header names listed in Connection header
+// values (RFC 9110 §7.6.1), which are hop-by-hop too. The values are copied
+// into buf so that the tokens stay valid while headers are changed.
+type connectionTokens struct {
+	buf    []byte
+	tokens [][2]int32 // start and end of each token in buf
+}
+
+func (t *connectionTokens) reset() {
+	t.buf = t.buf[:0]
+	t.tokens = t.tokens[:0]
+}
+
+// add splits one Connection value at commas and records each token.
+func (t *connectionTokens) add(value []byte) {
+	for len(value) > 0 {
+		i := 0
+		for i < len(value) && value[i] != ',' {
+			i++
+		}
+		tok := trimOWS(value[:i])
+		if len(tok) > 0 {
+			start := int32(len(t.buf))
+			t.buf = append(t.buf, tok...)
+			t.tokens = append(t.tokens, [2]int32{start, int32(len(t.buf))})
+		}
+		if i == len(value) {
+			break
+		}
+		value = value[i+1:]
+	}
+}
+
+// has reports whether name is one of the listed tokens.
+func (t *connectionTokens) has(name []byte) bool {
+	for _, tok := range t.tokens {
+		if equalFoldBytes(t.buf[tok[0]:tok[1]], name) {
+			return true
+		}
+	}
+	return false
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// appendClientIP appends the IP address of a socket peer, without port and
+// with IPv4-mapped IPv6 addresses unmapped, as X-Forwarded-For carries it.
+func appendClientIP(dst []byte, addr net.Addr) []byte {
+	switch a := addr.(type) {
+	case *net.TCPAddr:
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			return ip.Unmap().AppendTo(dst)
+		}
+	case nil:
+		return dst
+	}
+	// Not TCP (an in-memory listener in tests): the address as it prints.
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return append(dst, addr.String()...)
+	}
+	return append(dst, host...)
+}

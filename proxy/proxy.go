@@ -1,0 +1,323 @@
+// Package proxy is warden's request path: it checks credentials, forwards
+// requests to the one upstream model server, and streams responses back. It
+// also serves the admin endpoints.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"warden/auth"
+)
+
+// Authenticator checks the value of a request's Authorization header.
+// *auth.Checker implements it.
+type Authenticator interface {
+	Check(authorization []byte) auth.Result
+}
+
+// Config is what the proxy needs to run. Zero durations and sizes are not
+// defaults: main fills every field from the environment.
+type Config struct {
+	// Upstream is the model server's host:port.
+	Upstream string
+	// Auth checks credentials; nil serves without authentication.
+	Auth Authenticator
+	// Realm goes into the WWW-Authenticate challenge.
+	Realm string
+	// UpstreamTimeout bounds the wait for the upstream's response headers,
+	// counted from the moment warden starts on the request.
+	UpstreamTimeout time.Duration
+	// UpstreamIdleTimeout closes pooled upstream connections idle this long.
+	UpstreamIdleTimeout time.Duration
+	// UpstreamMaxConns limits connections in use to the upstream; more
+	// requests wait for one, up to UpstreamTimeout.
+	UpstreamMaxConns int
+	// MaxBodyBytes limits request bodies; 0 means no limit.
+	MaxBodyBytes int64
+	// MaxHeaderBytes limits the request line and headers of a request, and
+	// the status line and headers of an upstream response.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the time a client may take to send the
+	// request line and headers.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes client keep-alive connections idle this long.
+	IdleTimeout time.Duration
+	// AccessLog writes one info line per request.
+	AccessLog bool
+
+	Log     zerolog.Logger
+	Metrics *Metrics
+}
+
+// Proxy is the fasthttp handler that protects and forwards. Create it with
+// New; its methods are safe for concurrent use.
+type Proxy struct {
+	cfg       Config
+	auth      Authenticator
+	challenge string
+	up        *upstream
+	log       zerolog.Logger
+	m         *Metrics
+
+	exchanges sync.Pool
+	draining  atomic.Bool
+	// upstreamErr is the outcome of the last readiness probe: nil when the
+	// upstream accepted a connection.
+	upstreamErr atomic.Pointer[probeResult]
+}
+
+type probeResult struct{ err error }
+
+// New validates cfg and returns a Proxy. It does not contact the upstream.
+func New(cfg Config) (*Proxy, error) {
+	if _, _, err := net.SplitHostPort(cfg.Upstream); err != nil {
+		return nil, fmt.Errorf("upstream address: %w", err)
+	}
+	if cfg.Metrics == nil {
+		return nil, errors.New("metrics are required")
+	}
+	p := &Proxy{
+		cfg:       cfg,
+		auth:      cfg.Auth,
+		challenge: auth.Challenge(cfg.Realm),
+		log:       cfg.Log,
+		m:         cfg.Metrics,
+		up: newUpstream(upstreamConfig{
+			addr:        cfg.Upstream,
+			maxConns:    cfg.UpstreamMaxConns,
+			dialTimeout: cfg.UpstreamTimeout,
+			idleTimeout: cfg.UpstreamIdleTimeout,
+			readBuf:     cfg.MaxHeaderBytes,
+			writeBuf:    16 << 10,
+		}),
+	}
+	p.exchanges.New = func() any { return &exchange{p: p} }
+	p.upstreamErr.Store(&probeResult{err: errNotProbed})
+	return p, nil
+}
+
+var errNotProbed = errors.New("not probed yet")
+
+// Server returns the fasthttp server for the proxy port, configured for a
+// streaming reverse proxy (see ../shared/FASTHTTP-NOTES.md for each trap).
+func (p *Proxy) Server() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:      p.ServeHTTP,
+		ErrorHandler: p.serveError,
+		// Decide on "Expect: 100-continue" from the headers, before the
+		// client sends the body (fasthttp#783).
+		ExpectHandler: p.expectContinue,
+		// The header limit: fasthttp's read buffer holds the request line
+		// and headers (fasthttp#173).
+		ReadBufferSize:  p.cfg.MaxHeaderBytes,
+		WriteBufferSize: 16 << 10,
+		// ReadTimeout bounds the headers only: ServeHTTP lifts the deadline
+		// before streaming a body, which may take as long as it takes.
+		ReadTimeout: p.cfg.ReadHeaderTimeout,
+		IdleTimeout: p.cfg.IdleTimeout,
+		// No WriteTimeout: it would cut long token streams (fasthttp#839).
+		//
+		// Stream request bodies of any size; the 4 MiB default and anything
+		// <= 0 would cap them (fasthttp#700, #622). warden applies its own
+		// limit, MaxBodyBytes.
+		StreamRequestBody:            true,
+		MaxRequestBodySize:           math.MaxInt,
+		DisablePreParseMultipartForm: true,
+		// Add nothing that neither side sent (fasthttp#214, #873).
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		NoDefaultContentType:  true,
+		SecureErrorLogMessage: true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{p.log},
+	}
+}
+
+// StartDraining turns /readyz to 503 and asks clients to close their
+// keep-alive connections, ahead of shutdown.
+func (p *Proxy) StartDraining() {
+	p.draining.Store(true)
+	p.m.draining.Set(1)
+}
+
+// Close releases idle upstream connections. Call it after the server has
+// shut down.
+func (p *Proxy) Close() { p.up.Close() }
+
+// ServeHTTP handles one request on the proxy port.
+func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	p.m.inFlight.Inc()
+	p.serve(ctx)
+	if p.draining.Load() {
+		ctx.SetConnectionClose()
+	}
+}
+
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
+	if p.auth != nil {
+		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
+			p.refuse(ctx, r)
+			p.done(ctx, failUnauthorized.status, int64(len(failUnauthorized.body)), failUnauthorized.code)
+			return
+		}
+	}
+	if ctx.IsConnect() {
+		p.fail(ctx, failMethod)
+		return
+	}
+	cl := ctx.Request.Header.ContentLength()
+	if p.cfg.MaxBodyBytes > 0 && int64(cl) > p.cfg.MaxBodyBytes {
+		// The client may be sending the body already; the connection
+		// cannot be reused.
+		p.fail(ctx, failBodyTooLarge)
+		ctx.SetConnectionClose()
+		return
+	}
+	if cl > 0 || cl == -1 {
+		// ReadTimeout was for the headers; a body streams for as long as
+		// the client and the model need.
+		_ = ctx.SetReadDeadline(time.Time{})
+	}
+
+	x := p.exchanges.Get().(*exchange) //nolint:forcetypeassert // the pool holds only *exchange
+	x.ctx = ctx
+	if !x.buildHead() {
+		p.putExchange(x)
+		p.fail(ctx, failBadRequest)
+		ctx.SetConnectionClose()
+		return
+	}
+	if err := x.roundTrip(); err != nil {
+		f, kind := upstreamFailure(err, x.dialing)
+		if kind != "body_too_large" && kind != "client_body" {
+			p.m.upstreamError(kind)
+			if e := p.log.Warn(); e.Enabled() {
+				e.Str("kind", kind).Err(err).Msg("upstream request failed")
+			}
+		}
+		bodyStarted := x.bodyStarted
+		p.putExchange(x)
+		p.fail(ctx, f)
+		if bodyStarted {
+			// Part of the body may be unread; do not parse it as a request.
+			ctx.SetConnectionClose()
+		}
+		return
+	}
+	x.respond()
+}
+
+// refuse answers 401 with the challenge. The reason is counted and logged
+// at debug level, never the credential.
+func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, r auth.Result) {
+	p.m.authFailures[r].Inc()
+	writeFailure(&ctx.Response, failUnauthorized)
+	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, p.challenge)
+	if e := p.log.Debug(); e.Enabled() {
+		var ip [64]byte
+		e.Str("reason", r.String()).Bytes("client", appendClientIP(ip[:0], ctx.RemoteAddr())).
+			Bytes("path", rawPath(ctx.Request.Header.RequestURI())).Msg("request refused")
+	}
+}
+
+// fail answers with one of warden's own errors.
+func (p *Proxy) fail(ctx *fasthttp.RequestCtx, f failure) {
+	writeFailure(&ctx.Response, f)
+	p.done(ctx, f.status, int64(len(f.body)), f.code)
+}
+
+// expectContinue decides on "Expect: 100-continue" from the headers alone:
+// a request that would be refused is refused before the client sends its
+// body. Returning anything but 100 closes the connection.
+func (p *Proxy) expectContinue(ctx *fasthttp.RequestCtx) int {
+	if p.auth != nil {
+		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
+			p.m.inFlight.Inc()
+			p.refuse(ctx, r)
+			p.done(ctx, failUnauthorized.status, int64(len(failUnauthorized.body)), failUnauthorized.code)
+			return fasthttp.StatusUnauthorized
+		}
+	}
+	if p.cfg.MaxBodyBytes > 0 && int64(ctx.Request.Header.ContentLength()) > p.cfg.MaxBodyBytes {
+		p.m.inFlight.Inc()
+		p.fail(ctx, failBodyTooLarge)
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
+}
+
+// serveError answers requests that fasthttp could not parse. fasthttp closes
+// the connection afterwards.
+func (p *Proxy) serveError(ctx *fasthttp.RequestCtx, err error) {
+	f := failBadRequest
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &small):
+		f = failHeaderTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		f = failBodyTooLarge
+	case isTimeout(err):
+		f = failRequestTimeout
+	}
+	p.m.inFlight.Inc()
+	writeFailure(&ctx.Response, f)
+	p.done(ctx, f.status, int64(len(f.body)), f.code)
+	if e := p.log.Debug(); e.Enabled() {
+		// fasthttp's parse errors quote no header values with
+		// SecureErrorLogMessage set.
+		e.Err(err).Str("error_code", f.code).Msg("malformed request")
+	}
+}
+
+// done records a finished request: metrics and the access log line. For a
+// streamed response it runs when the last byte has been written.
+func (p *Proxy) done(ctx *fasthttp.RequestCtx, status int, sent int64, cause string) {
+	elapsed := time.Since(ctx.Time())
+	p.m.inFlight.Dec()
+	p.m.code(status).Inc()
+	p.m.duration.Observe(elapsed.Seconds())
+	if !p.cfg.AccessLog {
+		return
+	}
+	if e := p.log.Info(); e.Enabled() {
+		var ip [64]byte
+		e.Bytes("method", ctx.Method()).
+			Bytes("path", rawPath(ctx.Request.Header.RequestURI())).
+			Int("status", status).
+			Float64("duration_ms", float64(elapsed.Microseconds())/1000).
+			Int64("bytes", sent).
+			Bytes("client", appendClientIP(ip[:0], ctx.RemoteAddr()))
+		if cause != "" {
+			e.Str("error_code", cause)
+		}
+		e.Msg("request")
+	}
+}
+
+// rawPath is the request target without its query, which may carry tokens.
+func rawPath(target []byte) []byte {
+	for i, c := range target {
+		if c == '?' {
+			return target[:i]
+		}
+	}
+	return target
+}
+
+// fasthttpLogger sends fasthttp's own messages to the debug level.
+type fasthttpLogger struct{ l zerolog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	if e := f.l.Debug(); e.Enabled() {
+		e.Str("component", "fasthttp").Msgf(format, args...)
+	}
+}

@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// upstream is a pool of keep-alive connections to the one model server.
+//
+// fasthttp's HostClient pools connections too, but it applies its read
+// timeout to the whole response, body included, and it hides the connection
+// from the caller; warden needs a limit on the time to response headers only,
+// never on a token stream, and needs to decide per response whether the
+// connection can be reused. So warden keeps its own small pool and uses
+// fasthttp for the wire format.
+type upstream struct {
+	addr        string
+	dialTimeout time.Duration
+	idleTimeout time.Duration
+	readBuf     int
+	writeBuf    int
+
+	// slots holds one token per connection in use; its capacity is the
+	// limit. Idle connections hold no token.
+	slots chan struct{}
+
+	mu     sync.Mutex
+	idle   []*conn // most recently used last
+	closed bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// conn is one connection to the upstream with its buffers.
+type conn struct {
+	net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
+	// reused is true once the connection has carried a response: a failure
+	// on it may then mean the upstream closed it while idle.
+	reused bool
+}
+
+type upstreamConfig struct {
+	addr        string
+	maxConns    int
+	dialTimeout time.Duration
+	idleTimeout time.Duration
+	readBuf     int
+	writeBuf    int
+}
+
+func newUpstream(c upstreamConfig) *upstream {
+	u := &upstream{
+		addr:        c.addr,
+		dialTimeout: c.dialTimeout,
+		idleTimeout: c.idleTimeout,
+		readBuf:     c.readBuf,
+		writeBuf:    c.writeBuf,
+		slots:       make(chan struct{}, c.maxConns),
+		idle:        make([]*conn, 0, min(c.maxConns, 1024)),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	go u.reap()
+	return u
+}
+
+// acquire returns a connection, reusing the most recently idle one or dialing
+// a new one. It waits for a free slot until deadline when all are in use.
+func (u *upstream) acquire(deadline time.Time) (c *conn, dialing bool, err error) {
+	select {
+	case u.slots <- struct{}{}:
+	default:
+		if err := u.waitSlot(deadline); err != nil {
+			return nil, false, err
+		}
+	}
+	if c := u.popIdle(); c != nil {
+		return c, false, nil
+	}
+	c, err = u.dial(deadline)
+	if err != nil {
+		<-u.slots
+		return nil, true, err
+	}
+	return c, true, nil
+}
+
+func (u *upstream) waitSlot(deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case u.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errBusy
+	}
+}
+
+// popIdle returns the most recently used idle connection that has not been
+// idle too long, closing the ones that have.
+func (u *upstream) popIdle() *conn {
+	now := time.Now()
+	u.mu.Lock()
+	for n := len(u.idle); n > 0; n = len(u.idle) {
+		c := u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		if now.Sub(c.idleSince) < u.idleTimeout {
+			u.mu.Unlock()
+			return c
+		}
+		// Past its idle time the upstream may be closing it right now
+		// (uvicorn closes after 5 s): never send a request on it.
+		_ = c.Close()
+	}
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *upstream) dial(deadline time.Time) (*conn, error) {
+	d := net.Dialer{Timeout: u.dialTimeout, Deadline: deadline}
+	nc, err := d.Dial("tcp", u.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{
+		Conn: nc,
+		br:   bufio.NewReaderSize(nc, u.readBuf),
+		bw:   bufio.NewWriterSize(nc, u.writeBuf),
+	}, nil
+}
+
+// release gives a connection back. With reuse it joins the idle pool;
+// otherwise it is closed.
+func (u *upstream) release(c *conn, reuse bool) {
+	if reuse {
+		c.reused = true
+		c.idleSince = time.Now()
+		u.mu.Lock()
+		if !u.closed && len(u.idle) < cap(u.slots) {
+			u.idle = append(u.idle, c)
+			u.mu.Unlock()
+			<-u.slots
+			return
+		}
+		u.mu.Unlock()
+	}
+	_ = c.Close()
+	<-u.slots
+}
+
+// reap closes connections that stayed idle past idleTimeout, so that the
+// upstream never has to close them under warden.
+func (u *upstream) reap() {
+	defer close(u.done)
+	period := max(u.idleTimeout/2, 50*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var expired []*conn
+	for {
+		select {
+		case <-u.stop:
+			return
+		case now := <-t.C:
+			u.mu.Lock()
+			// idle is ordered by idleSince, oldest first.
+			i := 0
+			for i < len(u.idle) && now.Sub(u.idle[i].idleSince) >= u.idleTimeout {
+				i++
+			}
+			expired = append(expired[:0], u.idle[:i]...)
+			n := copy(u.idle, u.idle[i:])
+			clear(u.idle[n:])
+			u.idle = u.idle[:n]
+			u.mu.Unlock()
+			for j, c := range expired {
+				_ = c.Close()
+				expired[j] = nil
+			}
+		}
+	}
+}
+
+// Close closes the idle connections and stops the reaper. Connections in use
+// are closed when they are released.
+func (u *upstream) Close() {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return
+	}
+	u.closed = true
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, c := range idle {
+		_ = c.Close()
+	}
+	close(u.stop)
+	<-u.done
+}
+
+// probe reports whether the upstream accepts a TCP connection now.
+func (u *upstream) probe(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// errNoResponse is returned when the upstream closed the connection before
+// sending a single byte of the response.
+var errNoResponse = errors.New("upstream closed the connection without a response")
