@@ -179,7 +179,7 @@ func FuzzCheck(f *testing.F) {
 	for _, seed := range []string{
 		"", "Basic", "Basic ", "basic cGFwZXJzcGFjZTpwYTpzcyB3w7ZyZA==",
 		string(basic(user + ":" + password)), string(basic(user + ":" + password + "x")),
-		"Basic dXNlcjpwYXNz", // RFC 7617 style example
+		"Basic dXNlcjpwYXNz",                 // RFC 7617 style example
 		"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", // RFC 7617 §2: Aladdin:open sesame
 		"Bearer x", "Basic =", "Basic ====", "BASIC\x00", "Basic \xff\xfe",
 	} {

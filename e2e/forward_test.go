@@ -171,4 +171,3 @@ func TestAdminPathsOnTheProxyPortGoUpstream(t *testing.T) {
 		}
 	}
 }
-

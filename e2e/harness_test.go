@@ -76,11 +76,11 @@ func (b *syncBuffer) String() string {
 
 // proc is a started process whose output is kept for the test.
 type proc struct {
-	t      testing.TB
-	name   string
-	cmd    *exec.Cmd
-	out    *syncBuffer
-	done   chan struct{}
+	t       testing.TB
+	name    string
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan struct{}
 	waitErr error
 }
 

@@ -20,10 +20,10 @@ type rawUpstream struct {
 	respond  func(head string) string // raw response for a request head
 	closeAll bool                     // close each connection after one response
 
-	mu    sync.Mutex
-	heads []string // raw request line and headers, through the blank line
+	mu     sync.Mutex
+	heads  []string // raw request line and headers, through the blank line
 	bodies [][]byte
-	conns int
+	conns  int
 }
 
 func startRawUpstream(t testing.TB, respond func(head string) string) *rawUpstream {

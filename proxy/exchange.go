@@ -328,9 +328,9 @@ func (x *exchange) copyChunked(w *bufio.Writer, r io.Reader) error {
 				return errBodyTooLarge
 			}
 			w.WriteString(strconv.FormatInt(int64(m), 16)) //nolint:errcheck // the error is sticky and returned by Flush
-			w.WriteString("\r\n")                           //nolint:errcheck
-			w.Write(x.buf[:m])                              //nolint:errcheck
-			w.WriteString("\r\n")                           //nolint:errcheck
+			w.WriteString("\r\n")                          //nolint:errcheck
+			w.Write(x.buf[:m])                             //nolint:errcheck
+			w.WriteString("\r\n")                          //nolint:errcheck
 			if ferr := w.Flush(); ferr != nil {
 				return ferr
 			}
