@@ -21,7 +21,7 @@ func TestRequestIsForwardedByteForByte(t *testing.T) {
 		"X-Multi: 1\r\n" +
 		"Accept: a\r\n" +
 		"X-Multi: 2\r\n" +
-		"Connection: keep-alive, X-Drop-Me\r\n" +
+		"Connection: close, X-Drop-Me\r\n" +
 		"X-Drop-Me: hop\r\n" +
 		"Keep-Alive: timeout=5\r\n" +
 		"Proxy-Connection: keep-alive\r\n" +
@@ -73,7 +73,7 @@ func TestRequestIsForwardedByteForByte(t *testing.T) {
 func TestAbsoluteFormAndForeignHostStillGoToTheUpstream(t *testing.T) {
 	up := startRawUpstream(t, nil)
 	w := startWarden(t, protectedEnv(up.addr()))
-	authz := "Authorization: " + basicAuth(testUser, testPassword) + "\r\n"
+	authz := "Connection: close\r\nAuthorization: " + basicAuth(testUser, testPassword) + "\r\n"
 	for _, tc := range []struct{ req, line, host string }{
 		{"GET http://evil.example:9999/x?y=1 HTTP/1.1\r\nHost: other.example\r\n" + authz + "\r\n", "GET /x?y=1 HTTP/1.1", "Host: evil.example:9999"},
 		{"GET http://evil.example HTTP/1.1\r\nHost: evil.example\r\n" + authz + "\r\n", "GET / HTTP/1.1", "Host: evil.example"},

@@ -98,8 +98,9 @@ func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return true
 	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	// fasthttp.ErrTimeout has Timeout but not the rest of net.Error.
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // isConnLost reports whether err means that a pooled connection was closed
