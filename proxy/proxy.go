@@ -79,6 +79,11 @@ type probeResult struct{ err error }
 
 // New validates cfg and returns a Proxy. It does not contact the upstream.
 func New(cfg Config) (*Proxy, error) {
+	return newProxy(cfg, nil)
+}
+
+// newProxy is New with a dial function for tests; nil dials TCP.
+func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, error)) (*Proxy, error) {
 	if _, _, err := net.SplitHostPort(cfg.Upstream); err != nil {
 		return nil, fmt.Errorf("upstream address: %w", err)
 	}
@@ -98,6 +103,7 @@ func New(cfg Config) (*Proxy, error) {
 			idleTimeout: cfg.UpstreamIdleTimeout,
 			readBuf:     cfg.MaxHeaderBytes,
 			writeBuf:    16 << 10,
+			dial:        dial,
 		}),
 	}
 	p.exchanges.New = func() any { return &exchange{p: p} }

@@ -23,6 +23,7 @@ type upstream struct {
 	idleTimeout time.Duration
 	readBuf     int
 	writeBuf    int
+	dialFunc    func(addr string, deadline time.Time) (net.Conn, error)
 
 	// slots holds one token per connection in use; its capacity is the
 	// limit. Idle connections hold no token.
@@ -54,6 +55,8 @@ type upstreamConfig struct {
 	idleTimeout time.Duration
 	readBuf     int
 	writeBuf    int
+	// dial replaces TCP dialing in tests; nil dials TCP.
+	dial func(addr string, deadline time.Time) (net.Conn, error)
 }
 
 func newUpstream(c upstreamConfig) *upstream {
@@ -63,6 +66,7 @@ func newUpstream(c upstreamConfig) *upstream {
 		idleTimeout: c.idleTimeout,
 		readBuf:     c.readBuf,
 		writeBuf:    c.writeBuf,
+		dialFunc:    c.dial,
 		slots:       make(chan struct{}, c.maxConns),
 		idle:        make([]*conn, 0, min(c.maxConns, 1024)),
 		stop:        make(chan struct{}),
@@ -126,8 +130,14 @@ func (u *upstream) popIdle() *conn {
 }
 
 func (u *upstream) dial(deadline time.Time) (*conn, error) {
-	d := net.Dialer{Timeout: u.dialTimeout, Deadline: deadline}
-	nc, err := d.Dial("tcp", u.addr)
+	var nc net.Conn
+	var err error
+	if u.dialFunc != nil {
+		nc, err = u.dialFunc(u.addr, deadline)
+	} else {
+		d := net.Dialer{Timeout: u.dialTimeout, Deadline: deadline}
+		nc, err = d.Dial("tcp", u.addr)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,333 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+
+	"warden/auth"
+)
+
+const (
+	testUser     = "paperspace"
+	testPassword = "pa:ss wörd"
+)
+
+var goodAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPassword))
+
+// rig is a proxy served on an in-memory listener, in front of an upstream
+// fasthttp server on another one: the whole request path without sockets.
+type rig struct {
+	p        *Proxy
+	client   *fasthttp.HostClient
+	upstream *fasthttp.Server
+	upReqs   chan string // request heads the upstream saw, when recording
+	mu       sync.Mutex
+	handler  fasthttp.RequestHandler
+}
+
+func newRig(tb testing.TB, mutate func(*Config)) *rig {
+	tb.Helper()
+	checker, err := auth.New(testUser, testPassword)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := Config{
+		Upstream:            "upstream.test:80",
+		Auth:                checker,
+		Realm:               "warden",
+		UpstreamTimeout:     5 * time.Second,
+		UpstreamIdleTimeout: time.Second,
+		UpstreamMaxConns:    64,
+		MaxHeaderBytes:      32 << 10,
+		ReadHeaderTimeout:   5 * time.Second,
+		IdleTimeout:         time.Minute,
+		Log:                 zerolog.Nop(),
+		Metrics:             NewMetrics("test"),
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	r := &rig{}
+	upLn := fasthttputil.NewInmemoryListener()
+	r.upstream = &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			r.mu.Lock()
+			h := r.handler
+			r.mu.Unlock()
+			h(ctx)
+		},
+		StreamRequestBody:     true,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		NoDefaultContentType:  true,
+	}
+	r.handler = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }
+	go r.upstream.Serve(upLn) //nolint:errcheck
+	p, err := newProxy(cfg, func(string, time.Time) (net.Conn, error) { return upLn.Dial() })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.p = p
+	ln := fasthttputil.NewInmemoryListener()
+	srv := p.Server()
+	go srv.Serve(ln) //nolint:errcheck
+	r.client = &fasthttp.HostClient{
+		Addr:                     "warden.test",
+		Dial:                     func(string) (net.Conn, error) { return ln.Dial() },
+		NoDefaultUserAgentHeader: true,
+		StreamResponseBody:       true,
+		MaxConns:                 1024,
+	}
+	tb.Cleanup(func() {
+		_ = srv.Shutdown()
+		_ = r.upstream.Shutdown()
+		p.Close()
+	})
+	return r
+}
+
+func (r *rig) setUpstream(h fasthttp.RequestHandler) {
+	r.mu.Lock()
+	r.handler = h
+	r.mu.Unlock()
+}
+
+// get sends a request and returns the status, headers and body.
+func (r *rig) do(tb testing.TB, method, uri, authz string, body string) (int, *fasthttp.ResponseHeader, string) {
+	tb.Helper()
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://warden.test" + uri)
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	if body != "" {
+		req.SetBodyString(body)
+	}
+	if err := r.client.DoTimeout(req, resp, 5*time.Second); err != nil {
+		tb.Fatalf("%s %s: %v", method, uri, err)
+	}
+	var h fasthttp.ResponseHeader
+	resp.Header.CopyTo(&h)
+	b, err := io.ReadAll(resp.BodyStream())
+	if err != nil && resp.BodyStream() != nil {
+		tb.Fatalf("reading body: %v", err)
+	}
+	if resp.BodyStream() == nil {
+		b = resp.Body()
+	}
+	return resp.StatusCode(), &h, string(b)
+}
+
+func TestServeHTTPRefusesWithoutTouchingTheUpstream(t *testing.T) {
+	r := newRig(t, nil)
+	var hits int
+	r.setUpstream(func(ctx *fasthttp.RequestCtx) { hits++ })
+	for _, authz := range []string{"", "Basic eDp5", "Bearer x", goodAuth + "x"} {
+		status, h, body := r.do(t, "GET", "/", authz, "")
+		if status != 401 {
+			t.Errorf("%q: status %d", authz, status)
+		}
+		if got := string(h.Peek("WWW-Authenticate")); got != `Basic realm="warden", charset="UTF-8"` {
+			t.Errorf("challenge %q", got)
+		}
+		if string(h.Peek(HeaderError)) != "unauthorized" || !strings.Contains(body, `"unauthorized"`) {
+			t.Errorf("%q: not warden's 401: %s", authz, body)
+		}
+	}
+	if hits != 0 {
+		t.Fatalf("upstream saw %d refused requests", hits)
+	}
+}
+
+func TestServeHTTPForwardsAndStripsCredentials(t *testing.T) {
+	r := newRig(t, nil)
+	r.setUpstream(func(ctx *fasthttp.RequestCtx) {
+		fmt.Fprintf(ctx, "auth=%q xff=%q body=%q", ctx.Request.Header.Peek("Authorization"),
+			ctx.Request.Header.Peek("X-Forwarded-For"), ctx.Request.Body())
+	})
+	status, _, body := r.do(t, "POST", "/v1/x?y=1", goodAuth, "hello")
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if want := `auth="" xff="pipe" body="hello"`; body != want {
+		t.Fatalf("upstream saw %s, want %s", body, want)
+	}
+}
+
+func TestServeHTTPPublicModeForwardsWithoutCredentials(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.Auth = nil })
+	if status, _, body := r.do(t, "GET", "/", "", ""); status != 200 || body != "ok" {
+		t.Fatalf("got %d %q", status, body)
+	}
+}
+
+func TestServeHTTPStreamsChunkedResponses(t *testing.T) {
+	r := newRig(t, nil)
+	release := make(chan struct{})
+	r.setUpstream(func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/event-stream")
+		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+			w.WriteString("data: first\n\n")
+			w.Flush()
+			<-release
+			w.WriteString("data: second\n\n")
+			w.Flush()
+		})
+	})
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://warden.test/sse")
+	req.Header.Set("Authorization", goodAuth)
+	if err := r.client.Do(req, resp); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.BodyStream())
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event %q, %v: it must arrive before the second is produced", line, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(br)
+	if string(rest) != "\ndata: second\n\n" {
+		t.Fatalf("rest %q", rest)
+	}
+}
+
+func TestServeHTTPMapsUpstreamFailures(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.UpstreamTimeout = 200 * time.Millisecond })
+	r.setUpstream(func(ctx *fasthttp.RequestCtx) { time.Sleep(time.Second) })
+	status, h, _ := r.do(t, "GET", "/", goodAuth, "")
+	if status != 504 || string(h.Peek(HeaderError)) != "upstream_timeout" {
+		t.Fatalf("slow upstream: %d %s", status, h.Peek(HeaderError))
+	}
+
+	refused, err := newProxy(Config{
+		Upstream: "upstream.test:80", Realm: "w", UpstreamTimeout: time.Second, UpstreamIdleTimeout: time.Second,
+		UpstreamMaxConns: 1, MaxHeaderBytes: 4096, Log: zerolog.Nop(), Metrics: NewMetrics("test"),
+	}, func(string, time.Time) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Err: fmt.Errorf("connection refused")}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	if err := req.Read(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	ctx.Init(&req, nil, nil)
+	refused.ServeHTTP(&ctx)
+	if got := ctx.Response.StatusCode(); got != 502 || string(ctx.Response.Header.Peek(HeaderError)) != "upstream_unavailable" {
+		t.Fatalf("refused connection: %d %s", got, ctx.Response.Header.Peek(HeaderError))
+	}
+}
+
+func TestHandlerRefusalAllocatesNothing(t *testing.T) {
+	r := newRig(t, nil)
+	var req fasthttp.Request
+	if err := req.Read(bufio.NewReader(strings.NewReader("GET /v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	r.p.ServeHTTP(&ctx) // warm up the per-code counter
+	if n := testing.AllocsPerRun(200, func() {
+		ctx.Response.Reset()
+		r.p.ServeHTTP(&ctx)
+	}); n != 0 {
+		t.Fatalf("a refused request allocates %.1f times, want 0", n)
+	}
+}
+
+// benchRig measures the whole path over loopback TCP: a fasthttp client,
+// warden, and a fasthttp upstream, all in this process.
+func benchRig(b *testing.B, authz string) (*fasthttp.HostClient, func()) {
+	b.Helper()
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok\n") }}
+	go up.Serve(upLn) //nolint:errcheck
+	checker, _ := auth.New(testUser, testPassword)
+	p, err := New(Config{
+		Upstream: upLn.Addr().String(), Auth: checker, Realm: "w", UpstreamTimeout: 5 * time.Second,
+		UpstreamIdleTimeout: time.Second, UpstreamMaxConns: 1024, MaxHeaderBytes: 32 << 10,
+		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, Log: zerolog.Nop(), Metrics: NewMetrics("bench"),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := p.Server()
+	go srv.Serve(ln) //nolint:errcheck
+	c := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 1024}
+	_ = authz
+	return c, func() { srv.Shutdown(); up.Shutdown(); p.Close() } //nolint:errcheck
+}
+
+func benchmarkProxy(b *testing.B, authz string, wantStatus int) {
+	c, stop := benchRig(b, authz)
+	defer stop()
+	run := func(req *fasthttp.Request, resp *fasthttp.Response) {
+		if err := c.Do(req, resp); err != nil {
+			b.Fatal(err)
+		}
+		if resp.StatusCode() != wantStatus {
+			b.Fatalf("status %d, want %d", resp.StatusCode(), wantStatus)
+		}
+	}
+	newReq := func() *fasthttp.Request {
+		req := fasthttp.AcquireRequest()
+		req.SetRequestURI("http://" + c.Addr + "/v1/completions")
+		req.Header.Set("Authorization", authz)
+		return req
+	}
+	b.Run("sequential", func(b *testing.B) {
+		req, resp := newReq(), fasthttp.AcquireResponse()
+		b.ReportAllocs()
+		for b.Loop() {
+			run(req, resp)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			req, resp := newReq(), fasthttp.AcquireResponse()
+			for pb.Next() {
+				run(req, resp)
+			}
+		})
+	})
+}
+
+// BenchmarkProxy is a proxied request with good credentials, end to end in
+// one process (client, warden and upstream share the CPU).
+func BenchmarkProxy(b *testing.B) { benchmarkProxy(b, goodAuth, 200) }
+
+// BenchmarkRefuse is a request with a wrong password.
+func BenchmarkRefuse(b *testing.B) {
+	benchmarkProxy(b, "Basic "+base64.StdEncoding.EncodeToString([]byte(testUser+":wrong")), 401)
+}
