@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paperspace/warden/auth"
+
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
-
-	"warden/auth"
 )
 
 // envPrefix starts the name of every variable warden reads.
@@ -285,7 +285,7 @@ func readSecretFile(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("is set but empty")
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: reading the file the operator named is the point
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
@@ -312,7 +312,7 @@ func upstreamAddr(raw string) (string, error) {
 	case u.Host == "":
 		return "", fmt.Errorf("want http://host:port, got %q", raw)
 	case u.User != nil:
-		return "", fmt.Errorf("must not contain credentials")
+		return "", errors.New("must not contain credentials")
 	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
 		return "", fmt.Errorf("want http://host:port without path or query (requests keep their own), got %q", raw)
 	}

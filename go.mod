@@ -1,4 +1,4 @@
-module warden
+module github.com/paperspace/warden
 
 go 1.26.8
 

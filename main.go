@@ -15,11 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/paperspace/warden/auth"
+	"github.com/paperspace/warden/proxy"
+
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
-
-	"warden/auth"
-	"warden/proxy"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -79,7 +79,7 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
-		proxyLn.Close()
+		_ = proxyLn.Close()
 		return fmt.Errorf("WARDEN_ADMIN_LISTEN: %w", err)
 	}
 
@@ -129,7 +129,7 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 }
 
 func newLogger(cfg *config, stderr io.Writer) zerolog.Logger {
-	var w io.Writer = stderr
+	w := stderr
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
 	}

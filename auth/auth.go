@@ -200,7 +200,7 @@ func Challenge(realm string) string {
 // is a PBKDF2 derivation (slow on purpose, to make guessing a weak password
 // from its fingerprint expensive) truncated to 48 bits.
 func Fingerprint(secret string) string {
-	key, err := pbkdf2.Key(sha256.New, secret, []byte("warden/fingerprint/v1"), fingerprintIterations, 6)
+	key, err := pbkdf2.Key(sha256.New, secret, []byte("github.com/paperspace/warden/fingerprint/v1"), fingerprintIterations, 6)
 	if err != nil {
 		// Only a FIPS 140-only mode refuses this derivation; say so rather
 		// than print something that looks like a fingerprint.

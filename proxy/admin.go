@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,7 +43,7 @@ func (p *Proxy) probeOnce(ctx context.Context) {
 	case err == nil && prev != nil:
 		p.m.upstreamUp.Set(1)
 		p.log.Info().Str("upstream", p.cfg.Upstream).Msg("upstream is reachable")
-	case err != nil && (prev == nil || prev == errNotProbed):
+	case err != nil && (prev == nil || errors.Is(prev, errNotProbed)):
 		p.m.upstreamUp.Set(0)
 		p.log.Warn().Str("upstream", p.cfg.Upstream).Err(err).Msg("upstream is not reachable")
 	}

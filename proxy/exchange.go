@@ -59,7 +59,8 @@ func (x *exchange) buildHead() bool {
 	if !ok {
 		return false
 	}
-	b := append(x.head[:0], h.Method()...)
+	b := x.head[:0]
+	b = append(b, h.Method()...)
 	b = append(b, ' ')
 	if len(target) == 0 || target[0] == '?' {
 		b = append(b, '/')
@@ -150,7 +151,8 @@ func (x *exchange) buildHead() bool {
 		// The client said "Content-Length: 0"; say it too.
 		b = append(b, "Content-Length: 0\r\n"...)
 	}
-	x.head = append(b, "\r\n"...)
+	b = append(b, "\r\n"...)
+	x.head = b
 	return true
 }
 
@@ -175,7 +177,7 @@ func requestTarget(raw []byte) (target, authority []byte, ok bool) {
 		return raw, nil, true
 	}
 	i := 0
-	for i+2 < len(raw) && !(raw[i] == ':' && raw[i+1] == '/' && raw[i+2] == '/') {
+	for i+2 < len(raw) && (raw[i] != ':' || raw[i+1] != '/' || raw[i+2] != '/') {
 		i++
 	}
 	if i+2 >= len(raw) || i == 0 {
@@ -273,7 +275,7 @@ func (x *exchange) send(c *conn) error {
 	}
 	h := &x.ctx.Request.Header
 	if cl := h.ContentLength(); cl > 0 || cl == -1 {
-		var body io.Reader = x.ctx.Request.BodyStream()
+		body := x.ctx.Request.BodyStream()
 		if body == nil {
 			body = bytesReader(x.ctx.Request.Body())
 		}
@@ -327,12 +329,8 @@ func (x *exchange) copyChunked(w *bufio.Writer, r io.Reader) error {
 			if limit > 0 && total > limit {
 				return errBodyTooLarge
 			}
-			w.WriteString(strconv.FormatInt(int64(m), 16)) //nolint:errcheck // the error is sticky and returned by Flush
-			w.WriteString("\r\n")                          //nolint:errcheck
-			w.Write(x.buf[:m])                             //nolint:errcheck
-			w.WriteString("\r\n")                          //nolint:errcheck
-			if ferr := w.Flush(); ferr != nil {
-				return ferr
+			if werr := writeChunk(w, x.buf[:m]); werr != nil {
+				return werr
 			}
 		}
 		if err == io.EOF {
@@ -343,6 +341,16 @@ func (x *exchange) copyChunked(w *bufio.Writer, r io.Reader) error {
 			return errors.Join(errClientBody, err)
 		}
 	}
+}
+
+// writeChunk writes one chunk (RFC 9112 §7.1) and flushes it.
+func writeChunk(w *bufio.Writer, data []byte) error {
+	var size [16]byte
+	w.Write(strconv.AppendInt(size[:0], int64(len(data)), 16)) //nolint:errcheck,gosec // bufio errors are sticky: Flush returns them
+	w.WriteString("\r\n")                                      //nolint:errcheck,gosec // idem
+	w.Write(data)                                              //nolint:errcheck,gosec // idem
+	w.WriteString("\r\n")                                      //nolint:errcheck,gosec // idem
+	return w.Flush()
 }
 
 // readHead reads the upstream's response status and headers, skipping

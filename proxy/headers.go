@@ -137,7 +137,7 @@ func equalFoldBytes(a, b []byte) bool {
 // into buf so that the tokens stay valid while headers are changed.
 type connectionTokens struct {
 	buf    []byte
-	tokens [][2]int32 // start and end of each token in buf
+	tokens [][2]int // start and end of each token in buf
 }
 
 func (t *connectionTokens) reset() {
@@ -154,9 +154,9 @@ func (t *connectionTokens) add(value []byte) {
 		}
 		tok := trimOWS(value[:i])
 		if len(tok) > 0 {
-			start := int32(len(t.buf))
+			start := len(t.buf)
 			t.buf = append(t.buf, tok...)
-			t.tokens = append(t.tokens, [2]int32{start, int32(len(t.buf))})
+			t.tokens = append(t.tokens, [2]int{start, len(t.buf)})
 		}
 		if i == len(value) {
 			break

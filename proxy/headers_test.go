@@ -113,8 +113,10 @@ func TestBuildHead(t *testing.T) {
 }
 
 // hopByHop lists what must never reach the upstream.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade", "Trailer",
-	"Proxy-Authorization", "Authorization", "Expect", "Proxy-Authenticate"}
+var hopByHop = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade", "Trailer",
+	"Proxy-Authorization", "Authorization", "Expect", "Proxy-Authenticate",
+}
 
 func FuzzBuildHead(f *testing.F) {
 	for _, seed := range []string{

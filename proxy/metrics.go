@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"warden/auth"
+	"github.com/paperspace/warden/auth"
 )
 
 // Metrics are warden's Prometheus metrics. Every series the request path

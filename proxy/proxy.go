@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
-	"warden/auth"
+	"github.com/paperspace/warden/auth"
 )
 
 // Authenticator checks the value of a request's Authorization header.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
-	"warden/auth"
+	"github.com/paperspace/warden/auth"
 )
 
 const (
@@ -31,7 +32,6 @@ type rig struct {
 	p        *Proxy
 	client   *fasthttp.HostClient
 	upstream *fasthttp.Server
-	upReqs   chan string // request heads the upstream saw, when recording
 	mu       sync.Mutex
 	handler  fasthttp.RequestHandler
 }
@@ -73,7 +73,7 @@ func newRig(tb testing.TB, mutate func(*Config)) *rig {
 		NoDefaultContentType:  true,
 	}
 	r.handler = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }
-	go r.upstream.Serve(upLn) //nolint:errcheck
+	go r.upstream.Serve(upLn)
 	p, err := newProxy(cfg, func(string, time.Time) (net.Conn, error) { return upLn.Dial() })
 	if err != nil {
 		tb.Fatal(err)
@@ -81,7 +81,7 @@ func newRig(tb testing.TB, mutate func(*Config)) *rig {
 	r.p = p
 	ln := fasthttputil.NewInmemoryListener()
 	srv := p.Server()
-	go srv.Serve(ln) //nolint:errcheck
+	go srv.Serve(ln)
 	r.client = &fasthttp.HostClient{
 		Addr:                     "warden.test",
 		Dial:                     func(string) (net.Conn, error) { return ln.Dial() },
@@ -222,7 +222,7 @@ func TestServeHTTPMapsUpstreamFailures(t *testing.T) {
 		Upstream: "upstream.test:80", Realm: "w", UpstreamTimeout: time.Second, UpstreamIdleTimeout: time.Second,
 		UpstreamMaxConns: 1, MaxHeaderBytes: 4096, Log: zerolog.Nop(), Metrics: NewMetrics("test"),
 	}, func(string, time.Time) (net.Conn, error) {
-		return nil, &net.OpError{Op: "dial", Err: fmt.Errorf("connection refused")}
+		return nil, &net.OpError{Op: "dial", Err: errors.New("connection refused")}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +266,7 @@ func benchRig(b *testing.B, authz string) (*fasthttp.HostClient, func()) {
 		b.Fatal(err)
 	}
 	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok\n") }}
-	go up.Serve(upLn) //nolint:errcheck
+	go up.Serve(upLn)
 	checker, _ := auth.New(testUser, testPassword)
 	p, err := New(Config{
 		Upstream: upLn.Addr().String(), Auth: checker, Realm: "w", UpstreamTimeout: 5 * time.Second,
@@ -281,10 +281,10 @@ func benchRig(b *testing.B, authz string) (*fasthttp.HostClient, func()) {
 		b.Fatal(err)
 	}
 	srv := p.Server()
-	go srv.Serve(ln) //nolint:errcheck
+	go srv.Serve(ln)
 	c := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 1024}
 	_ = authz
-	return c, func() { srv.Shutdown(); up.Shutdown(); p.Close() } //nolint:errcheck
+	return c, func() { srv.Shutdown(); up.Shutdown(); p.Close() }
 }
 
 func benchmarkProxy(b *testing.B, authz string, wantStatus int) {

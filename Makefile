@@ -1,0 +1,45 @@
+# warden: `make run` to try it, `make test` to run every test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 20s
+GOLANGCI_LINT_VERSION ?= v2.15.0
+
+.PHONY: build run deps test unit e2e fuzz bench lint clean
+
+## build: a static binary in bin/warden
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/warden .
+
+## run: warden in front of the demo model server (or $$WARDEN_UPSTREAM)
+run:
+	bash scripts/run.sh
+
+## deps: install what the end-to-end tests use (Debian packages; needs root)
+deps:
+	bash scripts/deps.sh
+
+## test: unit tests with the race detector, end-to-end tests, a short fuzz run
+test: deps unit e2e fuzz
+
+unit:
+	$(GO) test -race -count=1 . ./auth/... ./proxy/...
+
+e2e:
+	$(GO) test -count=1 -timeout 20m ./e2e/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzBuildHead$$' -fuzztime $(FUZZTIME) ./proxy
+
+## bench: micro-benchmarks with allocations (see README for the peer comparison)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./auth ./proxy
+
+## lint: golangci-lint (installed into bin/ on first use)
+lint:
+	@test -x bin/golangci-lint || GOBIN=$(CURDIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	bin/golangci-lint run ./...
+
+clean:
+	rm -rf bin
