@@ -163,7 +163,7 @@ func (c *config) validate(environ map[string]string) []error {
 			bad(l.name, "want host:port or :port, got %q", l.addr)
 		}
 	}
-	if c.Listen == c.AdminListen {
+	if _, port, _ := net.SplitHostPort(c.Listen); c.Listen == c.AdminListen && port != "0" {
 		bad("WARDEN_ADMIN_LISTEN", "must differ from WARDEN_LISTEN (both %q)", c.Listen)
 	}
 

@@ -119,10 +119,14 @@ func TestResponseHeadersPassEndToEnd(t *testing.T) {
 	if resp.Status != "201 Made It" {
 		t.Errorf("status line %q lost the upstream's reason phrase", resp.Status)
 	}
-	for _, h := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate", "Server", "Content-Type", "Date"} {
+	for _, h := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate", "Server", "Content-Type"} {
 		if v, ok := resp.Header[h]; ok {
 			t.Errorf("response has %s: %q", h, v)
 		}
+	}
+	// RFC 9110 §6.6.1: a forwarded response carries a Date.
+	if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
+		t.Errorf("Date %q: %v", resp.Header.Get("Date"), err)
 	}
 	if got, want := resp.Header.Values("Set-Cookie"), []string{"a=1; Path=/; Expires=Wed, 09 Jun 2021 10:18:14 GMT", "b=\"x y\"; HttpOnly"}; !slices.Equal(got, want) {
 		t.Errorf("Set-Cookie = %q, want %q", got, want)
@@ -169,5 +173,32 @@ func TestAdminPathsOnTheProxyPortGoUpstream(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(body), `"request_uri":"`+path+`"`) {
 			t.Errorf("%s with credentials did not reach the upstream: %d %s", path, resp.StatusCode, body)
 		}
+	}
+}
+
+// An HTTP/1.0 client cannot read chunked encoding: a body of unknown length
+// reaches it delimited by the end of the connection, and a sized one keeps
+// its Content-Length.
+func TestHTTP10ClientsNeverGetChunkedEncoding(t *testing.T) {
+	up := startUpstream(t)
+	w := startWarden(t, protectedEnv(up.addr))
+	authz := "Authorization: " + basicAuth(testUser, testPassword) + "\r\n"
+
+	raw := rawExchange(t, w.addr, "GET /sse?n=3&interval=50ms HTTP/1.0\r\n"+authz+"\r\n", 5*time.Second)
+	head, body, _ := strings.Cut(raw, "\r\n\r\n")
+	if !strings.HasPrefix(head, "HTTP/1.0 200") && !strings.HasPrefix(head, "HTTP/1.1 200") {
+		t.Fatalf("status line: %q", head)
+	}
+	if strings.Contains(strings.ToLower(head), "transfer-encoding") {
+		t.Fatalf("chunked response to an HTTP/1.0 client:\n%s", head)
+	}
+	if n := strings.Count(body, "data: {"); n != 3 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+		t.Fatalf("body is not the raw event stream:\n%q", body)
+	}
+
+	raw = rawExchange(t, w.addr, "GET /status/200 HTTP/1.0\r\n"+authz+"\r\n", 5*time.Second)
+	head, body, _ = strings.Cut(raw, "\r\n\r\n")
+	if !strings.Contains(head, "Content-Length: 11") || body != "status 200\n" {
+		t.Fatalf("sized response to HTTP/1.0: %q", raw)
 	}
 }

@@ -69,7 +69,7 @@ func requirePython(t testing.TB) {
 		cmd := exec.CommandContext(ctx, pythonBin, "-c", "import fastapi, uvicorn, requests")
 		cmd.Env = append(baseEnv(), pythonEnv...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			pythonCheckErr = fmt.Errorf("%s cannot import fastapi, uvicorn and requests (apt-get install python3-fastapi python3-uvicorn python3-requests): %v\n%s",
+			pythonCheckErr = fmt.Errorf("%s cannot import fastapi, uvicorn and requests (apt-get install python3-fastapi python3-uvicorn python3-requests): %w\n%s",
 				pythonBin, err, out)
 		}
 	})
@@ -674,8 +674,10 @@ func TestPythonRequestsStreamedUpload(t *testing.T) {
 	want := patternSHA(size)
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
-			args := []string{"upload", w.url("/v1/echo"), "--user", testUser, "--password", testPassword,
-				"--auth", "utf8", "--bytes", strconv.Itoa(size)}
+			args := []string{
+				"upload", w.url("/v1/echo"), "--user", testUser, "--password", testPassword,
+				"--auth", "utf8", "--bytes", strconv.Itoa(size),
+			}
 			if chunked {
 				args = append(args, "--chunked")
 			}
@@ -707,7 +709,13 @@ func TestPythonRequestsStreamedUpload(t *testing.T) {
 // Disconnects: a client that goes away mid-stream makes the model stop.
 
 func TestPythonAndCurlDisconnectMidStreamStopsUvicorn(t *testing.T) {
-	m, w := startModelStack(t)
+	m := startModelServer(t)
+	// A long idle timeout for pooled upstream connections: with the default
+	// (1 s) an upstream connection that warden failed to close, and put
+	// back in its pool instead, would still be closed by the idle reaper
+	// within the 2 s this test allows, and the test would pass for the
+	// wrong reason.
+	w := startWarden(t, merge(protectedEnv(m.addr), map[string]string{"WARDEN_UPSTREAM_IDLE_TIMEOUT": "60s"}))
 
 	// The baseline: without warden, uvicorn 0.17 notices a client that
 	// leaves. Were this to fail, the cases through warden would prove

@@ -151,7 +151,9 @@ func TestLargeBodiesStreamWithBoundedMemory(t *testing.T) {
 // connection so the model stops generating.
 func TestClientDisconnectStopsTheUpstream(t *testing.T) {
 	up := startUpstream(t)
-	w := startWarden(t, protectedEnv(up.addr))
+	// A long idle timeout, so that only closing the connection at once can
+	// stop the stream in time (the idle reaper would close it later).
+	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{"WARDEN_UPSTREAM_IDLE_TIMEOUT": "60s"}))
 	req, _ := http.NewRequest("GET", w.url("/forever"), nil)
 	req.Header.Set("Authorization", basicAuth(testUser, testPassword))
 	resp, err := client.Do(req)
@@ -168,7 +170,7 @@ func TestClientDisconnectStopsTheUpstream(t *testing.T) {
 		t.Fatalf("upstream has %d active streams, want 1", s.StreamsActive)
 	}
 	resp.Body.Close() // the client goes away
-	waitFor(t, 3*time.Second, "the upstream stream to be cancelled", func() bool {
+	waitFor(t, 2*time.Second, "the upstream stream to be cancelled", func() bool {
 		s := up.stats(t)
 		return s.StreamsActive == 0 && s.StreamsCanceled == 1
 	})

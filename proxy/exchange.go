@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -424,6 +425,10 @@ func (x *exchange) respond() {
 		return
 	}
 	x.body = stream
+	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
+		x.streamHTTP10()
+		return
+	}
 	if cl < 0 {
 		cl = -1
 		// Let the client see the headers at once: a token stream may take
@@ -432,6 +437,47 @@ func (x *exchange) respond() {
 	}
 	ctx.Response.SetBodyStream(x, cl)
 }
+
+// streamHTTP10 sends a body of unknown length to an HTTP/1.0 client, which
+// cannot read chunked encoding (RFC 9112 §6.1): the body is delimited by
+// closing the connection. fasthttp would chunk any streamed body, so warden
+// takes the connection over and writes the response itself. This is the only
+// path that costs a goroutine; HTTP/1.0 clients are rare.
+func (x *exchange) streamHTTP10() {
+	ctx := x.ctx
+	h := &ctx.Response.Header
+	b := x.head[:0]
+	b = append(b, "HTTP/1.0 "...)
+	b = strconv.AppendInt(b, int64(h.StatusCode()), 10)
+	b = append(b, ' ')
+	if msg := x.resp.Header.StatusMessage(); len(msg) > 0 {
+		b = append(b, msg...)
+	} else {
+		b = append(b, fasthttp.StatusMessage(h.StatusCode())...)
+	}
+	b = append(b, "\r\n"...)
+	for k, v := range h.All() {
+		if classify(k) == kindOther {
+			b = appendHeader(b, k, v)
+		}
+	}
+	b = append(b, "Connection: close\r\n\r\n"...)
+	x.head = b
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		_, err := c.Write(x.head)
+		if err == nil && !ctx.IsHead() {
+			if x.buf == nil {
+				x.buf = make([]byte, copyBufSize)
+			}
+			_, err = io.CopyBuffer(writerOnly{c}, x, x.buf)
+		}
+		_ = x.CloseWithError(err)
+	})
+}
+
+// writerOnly hides ReadFrom, so that io.CopyBuffer uses the buffer given.
+type writerOnly struct{ io.Writer }
 
 // Read streams the upstream's body to fasthttp, which writes it to the
 // client; with unknown length each read becomes a chunk and is flushed.

@@ -138,9 +138,11 @@ func (p *Proxy) Server() *fasthttp.Server {
 		StreamRequestBody:            true,
 		MaxRequestBodySize:           math.MaxInt,
 		DisablePreParseMultipartForm: true,
-		// Add nothing that neither side sent (fasthttp#214, #873).
+		// Add nothing that neither side sent (fasthttp#214, #873), except
+		// Date: fasthttp manages it and drops the upstream's, and RFC 9110
+		// §6.6.1 wants one on every forwarded response, so fasthttp's
+		// current date goes out.
 		NoDefaultServerHeader: true,
-		NoDefaultDate:         true,
 		NoDefaultContentType:  true,
 		SecureErrorLogMessage: true,
 		CloseOnShutdown:       true,
@@ -178,6 +180,12 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	}
 	if ctx.IsConnect() {
 		p.fail(ctx, failMethod)
+		return
+	}
+	if e := ctx.Request.Header.Peek(fasthttp.HeaderExpect); len(e) > 0 && !equalFold(e, "100-continue") {
+		// RFC 9110 §10.1.1: warden meets no other expectation.
+		p.fail(ctx, failExpectation)
+		ctx.SetConnectionClose()
 		return
 	}
 	cl := ctx.Request.Header.ContentLength()

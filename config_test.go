@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paperspace/warden/proxy"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != modePublic || cfg.upstreamAddr != "127.0.0.1:8000" || cfg.Listen != ":8080" ||
+		cfg.UpstreamTimeout != 5*time.Minute || cfg.Username != "paperspace" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestLoadConfigChoosesTheMode(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte("from-file\r\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		env        map[string]string
+		mode       string
+		secret     string
+		wantErrFor string
+	}{
+		{"no secret is public", nil, modePublic, "", ""},
+		{"a password protects", map[string]string{"WARDEN_PASSWORD": "p"}, modeProtected, "p", ""},
+		{"a file protects and is trimmed", map[string]string{"WARDEN_PASSWORD_FILE": file}, modeProtected, "from-file", ""},
+		{"explicit protected", map[string]string{"WARDEN_MODE": "protected", "WARDEN_PASSWORD": "p"}, modeProtected, "p", ""},
+		{"explicit public", map[string]string{"WARDEN_MODE": "public"}, modePublic, "", ""},
+		{"protected without secret", map[string]string{"WARDEN_MODE": "protected"}, "", "", "WARDEN_MODE"},
+		{"public with secret", map[string]string{"WARDEN_MODE": "public", "WARDEN_PASSWORD": "p"}, "", "", "WARDEN_MODE"},
+		{"empty password", map[string]string{"WARDEN_PASSWORD": ""}, "", "", "WARDEN_PASSWORD"},
+		{"both", map[string]string{"WARDEN_PASSWORD": "p", "WARDEN_PASSWORD_FILE": file}, "", "", "WARDEN_PASSWORD_FILE"},
+		{"unreadable file", map[string]string{"WARDEN_PASSWORD_FILE": filepath.Join(dir, "nope")}, "", "", "WARDEN_PASSWORD_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(tt.env)
+			if tt.wantErrFor != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErrFor) {
+					t.Fatalf("error %v, want one naming %s", err, tt.wantErrFor)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Mode != tt.mode || cfg.secret != tt.secret {
+				t.Fatalf("mode %q secret %q, want %q %q", cfg.Mode, cfg.secret, tt.mode, tt.secret)
+			}
+			if cfg.Password != "" {
+				t.Fatalf("the password is kept in the parsed field too")
+			}
+		})
+	}
+}
+
+func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
+	_, err := loadConfig(map[string]string{
+		"WARDEN_UPSTREAM_TIMEOUT": "later",
+		"WARDEN_MAX_BODY_BYTES":   "-1",
+		"WARDEN_LOG_FORMAT":       "xml",
+		"WARDEN_UPSTREAM":         "ftp://x",
+		"WARDEN_ACCESS_LOG":       "perhaps",
+		"WARDEN_PASSWORD":         "hunter2",
+		"WARDEN_USERNAME":         "a:b",
+	})
+	var ce *configError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v is not a configError", err)
+	}
+	for _, name := range []string{
+		"WARDEN_UPSTREAM_TIMEOUT", "WARDEN_MAX_BODY_BYTES", "WARDEN_LOG_FORMAT",
+		"WARDEN_UPSTREAM:", "WARDEN_ACCESS_LOG", "WARDEN_USERNAME",
+	} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("message does not name %s:\n%v", name, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("message quotes the password:\n%v", err)
+	}
+}
+
+func TestLoadConfigNotesUnknownVariables(t *testing.T) {
+	cfg, err := loadConfig(map[string]string{"WARDEN_PASWORD": "x", "OTHER": "y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.unknownEnvVars) != 1 || cfg.unknownEnvVars[0] != "WARDEN_PASWORD" {
+		t.Fatalf("unknown = %v", cfg.unknownEnvVars)
+	}
+}
+
+// readmeRows returns the README's rows that start with a backquoted name
+// matching prefix, as name → second column.
+func readmeRows(t *testing.T, pattern string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("^\\| `(" + pattern + ")` \\| ([^|]*) \\|")
+	rows := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			rows[m[1]] = strings.TrimSpace(m[2])
+		}
+	}
+	return rows
+}
+
+func TestREADMEListsEveryVariable(t *testing.T) {
+	rows := readmeRows(t, "WARDEN_[A-Z_]+")
+	names := envNames()
+	for name, def := range names {
+		got, ok := rows[name]
+		switch {
+		case !ok:
+			t.Errorf("README's configuration table lacks %s", name)
+		case def == "" && !strings.HasPrefix(got, "("):
+			t.Errorf("README gives %s the default %s; it has none", name, got)
+		case def != "" && got != "`"+def+"`":
+			t.Errorf("README gives %s the default %s; the code says `%s`", name, got, def)
+		}
+	}
+	for name := range rows {
+		if _, ok := names[name]; !ok {
+			t.Errorf("README documents %s, which warden does not read", name)
+		}
+	}
+}
+
+func TestREADMEListsEveryWardenError(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code, status := range proxy.Failures() {
+		row := regexp.MustCompile("\\| " + strconv.Itoa(status) + " \\| `" + regexp.QuoteMeta(code) + "` \\|")
+		if !row.Match(b) {
+			t.Errorf("README's table of warden's answers lacks %d %s", status, code)
+		}
+	}
+}
+
+func TestRunRejectsBadConfigurationWithoutListening(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), map[string]string{"WARDEN_MODE": "nope"}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "WARDEN_MODE") {
+		t.Fatalf("run = %v", err)
+	}
+}
+
+func TestRunServesUntilCancelledThenReturnsNil(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncWriter
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, map[string]string{
+			"WARDEN_LISTEN":       "127.0.0.1:0",
+			"WARDEN_ADMIN_LISTEN": "127.0.0.1:0",
+			"WARDEN_PASSWORD":     "secret-for-run",
+			"WARDEN_DRAIN_DELAY":  "0s",
+		}, &stderr)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stderr.String(), "warden started") {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no start line: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	if strings.Contains(stderr.String(), "secret-for-run") {
+		t.Fatal("the log shows the secret")
+	}
+}
+
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
