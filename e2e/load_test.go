@@ -104,3 +104,29 @@ func TestStaleUpstreamConnectionIsRetriedOnlyWhenSafe(t *testing.T) {
 		t.Fatalf("POST with Idempotency-Key and no body on a stale connection: %d", resp.StatusCode)
 	}
 }
+
+// Idle upstream connections are reused while fresh and closed by warden
+// after WARDEN_UPSTREAM_IDLE_TIMEOUT, before a model server's own keep-alive
+// timeout (uvicorn: 5 s) could close them under a request.
+func TestIdleUpstreamConnectionsAreReusedThenClosedByWarden(t *testing.T) {
+	up := startRawUpstream(t, nil)
+	w := startWarden(t, merge(protectedEnv(up.addr()), map[string]string{"WARDEN_UPSTREAM_IDLE_TIMEOUT": "300ms"}))
+	for range 5 {
+		if resp, _ := do(t, "GET", w.url("/"), authHeader(), nil); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if accepted, _ := up.connCounts(); accepted != 1 {
+		t.Fatalf("%d upstream connections for 5 sequential requests, want 1 reused", accepted)
+	}
+	waitFor(t, 2*time.Second, "warden to close the idle upstream connection", func() bool {
+		_, closed := up.connCounts()
+		return closed == 1
+	})
+	if resp, _ := do(t, "GET", w.url("/"), authHeader(), nil); resp.StatusCode != 200 {
+		t.Fatalf("after the idle close: %d", resp.StatusCode)
+	}
+	if accepted, _ := up.connCounts(); accepted != 2 {
+		t.Fatalf("want a new connection after the idle close, got %d in all", accepted)
+	}
+}

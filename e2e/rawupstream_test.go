@@ -23,7 +23,8 @@ type rawUpstream struct {
 	mu     sync.Mutex
 	heads  []string // raw request line and headers, through the blank line
 	bodies [][]byte
-	conns  int
+	conns  int // connections that carried a request (readiness probes carry none)
+	closed int // of those, the ones the peer (warden) closed between requests
 }
 
 func startRawUpstream(t testing.TB, respond func(head string) string) *rawUpstream {
@@ -49,9 +50,6 @@ func (u *rawUpstream) serve() {
 		if err != nil {
 			return
 		}
-		u.mu.Lock()
-		u.conns++
-		u.mu.Unlock()
 		go u.handle(c)
 	}
 }
@@ -59,12 +57,17 @@ func (u *rawUpstream) serve() {
 func (u *rawUpstream) handle(c net.Conn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
-	for {
+	for served := 0; ; served++ {
 		var head strings.Builder
 		for {
 			line, err := br.ReadString('\n')
 			head.WriteString(line)
 			if err != nil {
+				if head.Len() == 0 && served > 0 {
+					u.mu.Lock()
+					u.closed++
+					u.mu.Unlock()
+				}
 				return
 			}
 			if line == "\r\n" {
@@ -89,6 +92,9 @@ func (u *rawUpstream) handle(c net.Conn) {
 			}
 		}
 		u.mu.Lock()
+		if served == 0 {
+			u.conns++
+		}
 		u.heads = append(u.heads, head.String())
 		u.bodies = append(u.bodies, body)
 		u.mu.Unlock()
@@ -99,6 +105,14 @@ func (u *rawUpstream) handle(c net.Conn) {
 			return
 		}
 	}
+}
+
+// connCounts returns how many connections carried requests, and how many
+// of them warden closed between requests.
+func (u *rawUpstream) connCounts() (accepted, closedByPeer int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.conns, u.closed
 }
 
 // requests returns the heads recorded so far.

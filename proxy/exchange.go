@@ -84,8 +84,21 @@ func (x *exchange) buildHead() bool {
 	x.xff = x.xff[:0]
 	var host []byte
 	hostSeen := false
+	transferEncodings := 0
 	for k, v := range h.AllInOrder() {
+		if !validName(k) || !validValue(v) {
+			return false
+		}
 		switch classify(k) {
+		case kindTransferEncoding:
+			// RFC 9112 §6.1, §6.3: the only coding warden accepts is a
+			// single "chunked". fasthttp reads "identity" as an empty body
+			// and leaves the rest on the wire: a smuggling vector.
+			transferEncodings++
+			if transferEncodings > 1 || !equalFold(trimOWS(v), "chunked") {
+				return false
+			}
+			continue
 		case kindHop, kindFraming, kindCredentials, kindConnection,
 			kindXForwardedHost, kindXForwardedProto:
 			continue
@@ -400,7 +413,7 @@ func (x *exchange) respond() {
 	}
 	for k, v := range src.All() {
 		switch classify(k) {
-		case kindHop, kindFraming, kindConnection:
+		case kindHop, kindFraming, kindTransferEncoding, kindConnection:
 			continue
 		}
 		if hasTokens && x.tokens.has(k) {

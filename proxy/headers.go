@@ -13,9 +13,11 @@ const (
 	// kindHop is a hop-by-hop header (RFC 9110 §7.6.1), or one that warden
 	// answers itself and must not pass on: it is dropped in both directions.
 	kindHop
-	// kindFraming is Content-Length or Transfer-Encoding: warden frames each
-	// message it sends itself (RFC 9112 §6), so the incoming values are dropped.
+	// kindFraming is Content-Length: warden frames each message it sends
+	// itself (RFC 9112 §6), so the incoming value is dropped.
 	kindFraming
+	// kindTransferEncoding is dropped for the same reason, once checked.
+	kindTransferEncoding
 	// kindCredentials is Authorization or Proxy-Authorization: the secret
 	// stops at warden and never reaches the upstream.
 	kindCredentials
@@ -77,7 +79,7 @@ func classify(name []byte) headerKind {
 		}
 	case 17:
 		if equalFold(name, "transfer-encoding") {
-			return kindFraming
+			return kindTransferEncoding
 		}
 		if equalFold(name, "x-forwarded-proto") {
 			return kindXForwardedProto
@@ -93,6 +95,46 @@ func classify(name []byte) headerKind {
 	}
 	return kindOther
 }
+
+// validName reports whether a header name is an RFC 9110 §5.1 token.
+// fasthttp tolerates spaces inside names (fasthttp#1917); warden does not
+// forward what a strict upstream would refuse.
+func validName(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !tchar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports whether a header value holds only field-vchars, spaces
+// and tabs (RFC 9110 §5.5): no CR, LF, NUL or other controls.
+func validValue(value []byte) bool {
+	for _, c := range value {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // equalFold reports whether b equals the lower-case ASCII string s, ignoring
 // the case of ASCII letters in b.

@@ -17,7 +17,7 @@ func TestClassifyIsCaseInsensitive(t *testing.T) {
 		"Keep-Alive": kindHop, "KEEP-ALIVE": kindHop, "Te": kindHop, "TE": kindHop,
 		"Upgrade": kindHop, "Trailer": kindHop, "Proxy-Connection": kindHop,
 		"Proxy-Authenticate": kindHop, "Expect": kindHop,
-		"Transfer-Encoding": kindFraming, "Content-Length": kindFraming,
+		"Transfer-Encoding": kindTransferEncoding, "Content-Length": kindFraming,
 		"Authorization": kindCredentials, "proxy-authorization": kindCredentials,
 		"Host": kindHost, "X-Forwarded-For": kindXForwardedFor,
 		"X-Forwarded-Host": kindXForwardedHost, "x-forwarded-proto": kindXForwardedProto,

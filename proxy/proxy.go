@@ -6,7 +6,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -135,8 +134,12 @@ func (p *Proxy) Server() *fasthttp.Server {
 		// Stream request bodies of any size; the 4 MiB default and anything
 		// <= 0 would cap them (fasthttp#700, #622). warden applies its own
 		// limit, MaxBodyBytes.
-		StreamRequestBody:            true,
-		MaxRequestBodySize:           math.MaxInt,
+		StreamRequestBody: true,
+		// With a streamed body this is how much fasthttp reads before the
+		// handler runs (min with 8 KiB), under the header ReadTimeout. One
+		// byte keeps a slow upload from timing out as if it were slow
+		// headers; "too large" here only means "stream it".
+		MaxRequestBodySize:           1,
 		DisablePreParseMultipartForm: true,
 		// Add nothing that neither side sent (fasthttp#214, #873), except
 		// Date: fasthttp manages it and drops the upstream's, and RFC 9110
@@ -171,6 +174,13 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 }
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
+	if !supportedProtocol(ctx.Request.Header.Protocol()) {
+		// fasthttp accepts any HTTP/d.d; "HTTP/2.0" in a text request line
+		// is not a request warden can forward faithfully.
+		p.fail(ctx, failBadRequest)
+		ctx.SetConnectionClose()
+		return
+	}
 	if p.auth != nil {
 		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
 			p.refuse(ctx, r)
@@ -228,6 +238,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	x.respond()
+}
+
+func supportedProtocol(proto []byte) bool {
+	return string(proto) == "HTTP/1.1" || string(proto) == "HTTP/1.0"
 }
 
 // refuse answers 401 with the challenge. The reason is counted and logged
