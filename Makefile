@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: build run deps test unit e2e fuzz bench lint clean
+.PHONY: build run deps test unit e2e e2e-race fuzz bench lint clean
 
 ## build: a static binary in bin/warden
 build:
@@ -27,6 +27,10 @@ unit:
 
 e2e:
 	$(GO) test -count=1 -timeout 20m ./e2e/...
+
+## e2e-race: the end-to-end tests with warden built with the race detector
+e2e-race:
+	WARDEN_E2E_RACE=1 $(GO) test -count=1 -timeout 20m ./e2e/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./auth

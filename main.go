@@ -87,12 +87,13 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 	defer stopWatch()
 	go p.WatchUpstream(watchCtx)
 
+	// The listeners are open: log the start line before anything can be
+	// served, so that it comes first.
+	logStart(log, cfg, proxyLn.Addr(), adminLn.Addr())
 	srv, admin := p.Server(), p.AdminServer()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(proxyLn) }()
 	go func() { serveErr <- admin.Serve(adminLn) }()
-
-	logStart(log, cfg, proxyLn.Addr(), adminLn.Addr())
 
 	select {
 	case <-ctx.Done():

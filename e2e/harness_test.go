@@ -25,6 +25,8 @@ import (
 var (
 	wardenBin   string
 	upstreamBin string
+	// raceBuild builds warden with the race detector (WARDEN_E2E_RACE=1).
+	raceBuild = os.Getenv("WARDEN_E2E_RACE") == "1"
 )
 
 const (
@@ -41,8 +43,15 @@ func TestMain(m *testing.M) {
 	wardenBin = filepath.Join(dir, "warden")
 	upstreamBin = filepath.Join(dir, "upstream")
 	for _, b := range []struct{ out, pkg string }{{wardenBin, ".."}, {upstreamBin, "./upstream"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		args := []string{"build", "-o", b.out}
+		env := append(os.Environ(), "CGO_ENABLED=0")
+		if raceBuild && b.out == wardenBin {
+			// WARDEN_E2E_RACE=1: run warden itself under the race detector.
+			args = append(args, "-race")
+			env = append(os.Environ(), "CGO_ENABLED=1")
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
+		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
 			os.RemoveAll(dir)
@@ -100,6 +109,9 @@ func startProc(t testing.TB, name string, env []string, bin string, args ...stri
 	}()
 	t.Cleanup(func() {
 		p.kill()
+		if strings.Contains(p.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race", name)
+		}
 		if t.Failed() {
 			t.Logf("--- %s output ---\n%s", name, p.out.String())
 		}

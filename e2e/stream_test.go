@@ -140,7 +140,9 @@ func TestLargeBodiesStreamWithBoundedMemory(t *testing.T) {
 	upload(true)
 	download(false)
 	download(true)
-	if peak := vmHWM(t, w.pid()); peak > 40<<20 {
+	if raceBuild {
+		t.Log("memory bound not checked: the race detector multiplies memory use")
+	} else if peak := vmHWM(t, w.pid()); peak > 40<<20 {
 		t.Fatalf("warden's peak RSS is %d MiB after moving 400 MiB; want well under 64 MiB", peak>>20)
 	} else {
 		t.Logf("warden peak RSS: %.1f MiB", float64(peak)/(1<<20))
