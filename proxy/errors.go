@@ -73,13 +73,14 @@ var (
 
 // upstreamFailure maps an error of the exchange with the upstream to the
 // answer the client gets: the single place where that decision is made, like
-// httputil.ReverseProxy's ErrorHandler.
-func upstreamFailure(err error, dialing bool) (failure, string) {
+// httputil.ReverseProxy's ErrorHandler. kind labels the upstream error
+// metric; it is empty when the client, not the upstream, was at fault.
+func upstreamFailure(err error, dialing bool) (f failure, kind string) {
 	switch {
 	case errors.Is(err, errBodyTooLarge):
-		return failBodyTooLarge, "body_too_large"
+		return failBodyTooLarge, ""
 	case errors.Is(err, errClientBody):
-		return failBadRequest, "client_body"
+		return failBadRequest, ""
 	case errors.Is(err, errBusy):
 		return failBusy, "busy"
 	case isTimeout(err):

@@ -184,7 +184,6 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if p.auth != nil {
 		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
 			p.refuse(ctx, r)
-			p.done(ctx, failUnauthorized.status, int64(len(failUnauthorized.body)), failUnauthorized.code)
 			return
 		}
 	}
@@ -222,7 +221,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	}
 	if err := x.roundTrip(); err != nil {
 		f, kind := upstreamFailure(err, x.dialing)
-		if kind != "body_too_large" && kind != "client_body" {
+		if kind != "" {
 			p.m.upstreamError(kind)
 			if e := p.log.Warn(); e.Enabled() {
 				e.Str("kind", kind).Err(err).Msg("upstream request failed")
@@ -248,7 +247,7 @@ func supportedProtocol(proto []byte) bool {
 // at debug level, never the credential.
 func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, r auth.Result) {
 	p.m.authFailures[r].Inc()
-	writeFailure(&ctx.Response, failUnauthorized)
+	p.fail(ctx, failUnauthorized)
 	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, p.challenge)
 	if e := p.log.Debug(); e.Enabled() {
 		var ip [64]byte
@@ -271,7 +270,6 @@ func (p *Proxy) expectContinue(ctx *fasthttp.RequestCtx) int {
 		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
 			p.m.inFlight.Inc()
 			p.refuse(ctx, r)
-			p.done(ctx, failUnauthorized.status, int64(len(failUnauthorized.body)), failUnauthorized.code)
 			return fasthttp.StatusUnauthorized
 		}
 	}
