@@ -202,3 +202,22 @@ func TestHTTP10ClientsNeverGetChunkedEncoding(t *testing.T) {
 		t.Fatalf("sized response to HTTP/1.0: %q", raw)
 	}
 }
+
+// An upstream that sends more than its Content-Length leaves bytes that
+// must not be read as the next response: warden does not reuse that
+// connection.
+func TestBytesBeyondTheResponseAreNotMistakenForTheNextOne(t *testing.T) {
+	up := startRawUpstream(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected"
+	})
+	w := startWarden(t, protectedEnv(up.addr()))
+	for i := range 3 {
+		resp, body := do(t, "GET", w.url("/"), authHeader(), nil)
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if accepted, _ := up.connCounts(); accepted != 3 {
+		t.Fatalf("%d upstream connections for 3 requests: a polluted connection was reused", accepted)
+	}
+}

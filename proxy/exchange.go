@@ -432,7 +432,7 @@ func (x *exchange) respond() {
 		}
 		status := src.StatusCode()
 		_ = x.resp.CloseBodyStream()
-		p.up.release(x.conn, !x.resp.ConnectionClose())
+		p.up.release(x.conn, x.reusable())
 		p.putExchange(x)
 		p.done(ctx, status, 0, "")
 		return
@@ -492,6 +492,14 @@ func (x *exchange) streamHTTP10() {
 // writerOnly hides ReadFrom, so that io.CopyBuffer uses the buffer given.
 type writerOnly struct{ io.Writer }
 
+// reusable reports whether the upstream connection can carry another
+// request once this response has been read: not if the upstream asked to
+// close it, nor if it sent bytes beyond the response, which would be
+// mistaken for the start of the next one.
+func (x *exchange) reusable() bool {
+	return !x.resp.ConnectionClose() && x.conn.br.Buffered() == 0
+}
+
 // Read streams the upstream's body to fasthttp, which writes it to the
 // client; with unknown length each read becomes a chunk and is flushed.
 func (x *exchange) Read(b []byte) (int, error) {
@@ -524,7 +532,7 @@ func (x *exchange) CloseWithError(werr error) error {
 		p.m.clientGone.Inc()
 	}
 	_ = x.resp.CloseBodyStream()
-	p.up.release(x.conn, complete && !x.resp.ConnectionClose())
+	p.up.release(x.conn, complete && x.reusable())
 	ctx, status, sent := x.ctx, x.resp.StatusCode(), x.sent
 	p.putExchange(x)
 	p.done(ctx, status, sent, cause)
