@@ -159,16 +159,34 @@ func (p *proc) exited() bool {
 // pid returns the process id.
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port that was free a moment
+// ago and that no other call has returned: the kernel may hand the same
+// free port out twice in a row.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		portsMu.Lock()
+		seen := portsGiven[addr]
+		portsGiven[addr] = true
+		portsMu.Unlock()
+		if !seen {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no unused port found")
+	return ""
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[string]bool{}
+)
 
 // upstreamProc is the Go test upstream.
 type upstreamProc struct {
