@@ -83,13 +83,12 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 		return fmt.Errorf("WARDEN_ADMIN_LISTEN: %w", err)
 	}
 
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go p.WatchUpstream(watchCtx)
-
 	// The listeners are open: log the start line before anything can be
 	// served, so that it comes first.
 	logStart(log, cfg, proxyLn.Addr(), adminLn.Addr())
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go p.WatchUpstream(watchCtx)
 	srv, admin := p.Server(), p.AdminServer()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(proxyLn) }()
@@ -107,7 +106,7 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 	// Drain: readiness fails at once so the platform stops sending new
 	// requests, but they are still served until the delay is over.
 	p.StartDraining()
-	log.Info().Dur("drain_delay", cfg.DrainDelay).Dur("shutdown_timeout", cfg.ShutdownTimeout).
+	log.Info().Stringer("drain_delay", cfg.DrainDelay).Stringer("shutdown_timeout", cfg.ShutdownTimeout).
 		Msg("signal received: draining")
 	time.Sleep(cfg.DrainDelay)
 
@@ -116,7 +115,7 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 	defer cancel()
 	if err := srv.ShutdownWithContext(shutdownCtx); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
-			log.Warn().Dur("shutdown_timeout", cfg.ShutdownTimeout).
+			log.Warn().Stringer("shutdown_timeout", cfg.ShutdownTimeout).
 				Msg("shutdown timeout reached: closing the connections still open")
 		} else {
 			log.Warn().Err(err).Msg("shutdown")
