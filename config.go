@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -39,6 +41,13 @@ type config struct {
 	Password string `env:"PASSWORD"`
 	// PasswordFile holds the secret; read once at start.
 	PasswordFile string `env:"PASSWORD_FILE"`
+	// PreviousPassword is also accepted until PreviousPasswordUntil, so that
+	// a rolling redeploy with a new secret causes no 401s.
+	PreviousPassword string `env:"PREVIOUS_PASSWORD"`
+	// PreviousPasswordFile holds the previous secret.
+	PreviousPasswordFile string `env:"PREVIOUS_PASSWORD_FILE"`
+	// PreviousPasswordUntil is when the previous secret stops working.
+	PreviousPasswordUntil time.Time `env:"PREVIOUS_PASSWORD_UNTIL"`
 	// Realm is named in the WWW-Authenticate challenge.
 	Realm string `env:"REALM" envDefault:"warden"`
 	// UpstreamTimeout bounds connecting and the wait for response headers.
@@ -60,6 +69,22 @@ type config struct {
 	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" envDefault:"32768"`
 	// MaxBodyBytes limits request bodies (413 past it); 0 means no limit.
 	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" envDefault:"0"`
+	// AuthFailureLimit is the number of failed logins from one client within
+	// AuthFailureWindow after which it gets 429; 0 turns throttling off.
+	AuthFailureLimit int `env:"AUTH_FAILURE_LIMIT" envDefault:"20"`
+	// AuthFailureWindow is the window failed logins are counted in.
+	AuthFailureWindow time.Duration `env:"AUTH_FAILURE_WINDOW" envDefault:"1m"`
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// deciding who the client is.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7" envSeparator:","`
+	// SSEHeartbeat sends ": keep-alive" on an event stream silent this long;
+	// 0 turns it off.
+	SSEHeartbeat time.Duration `env:"SSE_HEARTBEAT" envDefault:"0s"`
+	// ServerTiming adds a Server-Timing header to proxied responses.
+	ServerTiming bool `env:"SERVER_TIMING" envDefault:"true"`
+	// TLSCertFile and TLSKeyFile turn on TLS on the proxy listener.
+	TLSCertFile string `env:"TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE"`
 	// AccessLog writes one line per request at info level.
 	AccessLog bool `env:"ACCESS_LOG" envDefault:"true"`
 	// LogLevel is a zerolog level: trace, debug, info, warn, error.
@@ -68,11 +93,15 @@ type config struct {
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 
 	// Set by load, not read from the environment.
-	secret         string        `env:"-"`
-	secretSource   string        `env:"-"` // "WARDEN_PASSWORD" or "WARDEN_PASSWORD_FILE"
-	upstreamAddr   string        `env:"-"` // host:port
-	logLevel       zerolog.Level `env:"-"`
-	unknownEnvVars []string      `env:"-"`
+	secret         string         `env:"-"`
+	secretSource   string         `env:"-"` // "WARDEN_PASSWORD" or "WARDEN_PASSWORD_FILE"
+	previous       string         `env:"-"` // the previous secret, if any
+	previousSource string         `env:"-"`
+	trusted        []netip.Prefix `env:"-"`
+	tlsConfig      *tls.Config    `env:"-"`
+	upstreamAddr   string         `env:"-"` // host:port
+	logLevel       zerolog.Level  `env:"-"`
+	unknownEnvVars []string       `env:"-"`
 }
 
 const (
@@ -215,7 +244,30 @@ func (c *config) validate(environ map[string]string) []error {
 		bad("WARDEN_USERNAME", "must not contain a colon (RFC 7617)")
 	}
 
+	if c.AuthFailureLimit < 0 {
+		bad("WARDEN_AUTH_FAILURE_LIMIT", "must be 0 (off) or positive, got %d", c.AuthFailureLimit)
+	}
+	if c.AuthFailureWindow <= 0 {
+		bad("WARDEN_AUTH_FAILURE_WINDOW", "must be a positive duration such as 1m, got %s", c.AuthFailureWindow)
+	}
+	if c.SSEHeartbeat < 0 {
+		bad("WARDEN_SSE_HEARTBEAT", "must be 0 (off) or a positive duration such as 15s, got %s", c.SSEHeartbeat)
+	}
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		prefix, err := parsePrefix(s)
+		if err != nil {
+			bad("WARDEN_TRUSTED_PROXIES", "%q is not a CIDR such as 10.0.0.0/8 or an address", s)
+			continue
+		}
+		c.trusted = append(c.trusted, prefix)
+	}
+
 	problems = append(problems, c.loadSecret(environ)...)
+	problems = append(problems, c.loadTLS(environ)...)
 
 	known := envNames()
 	for name := range environ {
@@ -229,54 +281,81 @@ func (c *config) validate(environ map[string]string) []error {
 	return problems
 }
 
-// loadSecret reads the secret once, from WARDEN_PASSWORD or the file named
-// by WARDEN_PASSWORD_FILE, and checks it against WARDEN_MODE. No message
-// here quotes the secret or the file's contents.
+// loadSecret reads the secrets once: the current one from WARDEN_PASSWORD
+// or the file named by WARDEN_PASSWORD_FILE, and an optional previous one,
+// and checks them against WARDEN_MODE. No message here quotes a secret or a
+// file's contents.
 func (c *config) loadSecret(environ map[string]string) []error {
-	_, passwordSet := environ["WARDEN_PASSWORD"]
-	_, fileSet := environ["WARDEN_PASSWORD_FILE"]
 	var problems []error
+	var set, previousSet bool
+	c.secret, c.secretSource, set = readSecret(environ, "WARDEN_PASSWORD", c.Password, c.PasswordFile, &problems)
+	c.previous, c.previousSource, previousSet = readSecret(environ, "WARDEN_PREVIOUS_PASSWORD", c.PreviousPassword, c.PreviousPasswordFile, &problems)
+	c.Password, c.PreviousPassword = "", "" // the secrets live in c.secret and c.previous only
+
+	_, untilSet := environ["WARDEN_PREVIOUS_PASSWORD_UNTIL"]
 	switch {
-	case passwordSet && fileSet:
-		problems = append(problems, errors.New("WARDEN_PASSWORD and WARDEN_PASSWORD_FILE: set one, not both"))
-	case passwordSet:
-		if c.Password == "" {
-			// An empty secret must not silently make the endpoint public.
-			problems = append(problems, errors.New("WARDEN_PASSWORD: is set but empty"))
-		}
-		c.secret, c.secretSource = c.Password, "WARDEN_PASSWORD"
-	case fileSet:
-		secret, err := readSecretFile(c.PasswordFile)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("WARDEN_PASSWORD_FILE: %w", err))
-		}
-		c.secret, c.secretSource = secret, "WARDEN_PASSWORD_FILE"
+	case previousSet && !set:
+		problems = append(problems, fmt.Errorf("%s: needs a current secret in WARDEN_PASSWORD or WARDEN_PASSWORD_FILE", c.previousSource))
+	case previousSet && !untilSet:
+		problems = append(problems, errors.New("WARDEN_PREVIOUS_PASSWORD_UNTIL: required with a previous secret, as an RFC 3339 time such as 2026-12-01T00:00:00Z"))
+	case untilSet && !previousSet:
+		problems = append(problems, errors.New("WARDEN_PREVIOUS_PASSWORD_UNTIL: set without WARDEN_PREVIOUS_PASSWORD or WARDEN_PREVIOUS_PASSWORD_FILE"))
 	}
-	c.Password = "" // the secret lives in c.secret only
 
 	switch c.Mode {
 	case "":
 		c.Mode = modePublic
-		if passwordSet || fileSet {
+		if set {
 			c.Mode = modeProtected
 		}
 	case modeProtected:
-		if !passwordSet && !fileSet {
+		if !set {
 			problems = append(problems, errors.New("WARDEN_MODE: protected needs WARDEN_PASSWORD or WARDEN_PASSWORD_FILE"))
 		}
 	case modePublic:
-		if passwordSet || fileSet {
+		if set {
 			problems = append(problems, fmt.Errorf("WARDEN_MODE: public conflicts with %s; unset one of them", c.secretSource))
 		}
 	default:
 		problems = append(problems, fmt.Errorf("WARDEN_MODE: want public or protected, got %q", c.Mode))
 	}
 	if c.secret != "" && c.Username != "" {
-		if _, err := auth.New(c.Username, c.secret); err != nil {
+		checker, err := auth.New(c.Username, c.secret)
+		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: %w", c.secretSource, err))
+		} else if c.previous != "" && !c.PreviousPasswordUntil.IsZero() {
+			if _, err := checker.WithPrevious(c.previous, c.PreviousPasswordUntil); err != nil {
+				problems = append(problems, fmt.Errorf("%s: %w", c.previousSource, err))
+			}
 		}
 	}
 	return problems
+}
+
+// readSecret reads one secret from the variable name or the file named by
+// name+"_FILE". set is true when either variable is present.
+func readSecret(environ map[string]string, name, value, file string, problems *[]error) (secret, source string, set bool) {
+	fileName := name + "_FILE"
+	_, valueSet := environ[name]
+	_, fileSet := environ[fileName]
+	switch {
+	case valueSet && fileSet:
+		*problems = append(*problems, fmt.Errorf("%s and %s: set one, not both", name, fileName))
+		return "", fileName, true
+	case valueSet:
+		if value == "" {
+			// An empty secret must not silently make the endpoint public.
+			*problems = append(*problems, fmt.Errorf("%s: is set but empty", name))
+		}
+		return value, name, true
+	case fileSet:
+		secret, err := readSecretFile(file)
+		if err != nil {
+			*problems = append(*problems, fmt.Errorf("%s: %w", fileName, err))
+		}
+		return secret, fileName, true
+	}
+	return "", "", false
 }
 
 // readSecretFile reads a secret and trims the trailing newline that tools
@@ -298,6 +377,78 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return s, nil
+}
+
+// parsePrefix reads a CIDR, or a single address as a one-address prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// loadTLS reads the certificate and key once, at start, when both are set.
+// The TLS settings follow Mozilla's "intermediate" profile: TLS 1.2 or
+// newer, ECDHE key exchange and AEAD ciphers only.
+func (c *config) loadTLS(environ map[string]string) []error {
+	_, certSet := environ["WARDEN_TLS_CERT_FILE"]
+	_, keySet := environ["WARDEN_TLS_KEY_FILE"]
+	switch {
+	case !certSet && !keySet:
+		return nil
+	case !keySet:
+		return []error{errors.New("WARDEN_TLS_KEY_FILE: required with WARDEN_TLS_CERT_FILE")}
+	case !certSet:
+		return []error{errors.New("WARDEN_TLS_CERT_FILE: required with WARDEN_TLS_KEY_FILE")}
+	}
+	var problems []error
+	certPEM, err := os.ReadFile(c.TLSCertFile)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("WARDEN_TLS_CERT_FILE: %w", err))
+	}
+	keyPEM, err := os.ReadFile(c.TLSKeyFile)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("WARDEN_TLS_KEY_FILE: %w", err))
+	}
+	if len(problems) > 0 {
+		return problems
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// The error names which input was bad; never echo the key itself.
+		name := "WARDEN_TLS_CERT_FILE and WARDEN_TLS_KEY_FILE"
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "certificate input"):
+			name = "WARDEN_TLS_CERT_FILE"
+		case strings.Contains(msg, "key input"), strings.Contains(msg, "private key"):
+			if !strings.Contains(msg, "does not match") {
+				name = "WARDEN_TLS_KEY_FILE"
+			}
+		}
+		return []error{fmt.Errorf("%s: %w", name, err)}
+	}
+	c.tlsConfig = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// TLS 1.3 suites are not configurable and all qualify.
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+		// HTTP/1.1 only: fasthttp has no HTTP/2 (fasthttp#144).
+		NextProtos: []string{"http/1.1"},
+	}
+	return nil
 }
 
 // upstreamAddr checks WARDEN_UPSTREAM and returns its host:port.

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,11 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.secretSource, err) // validated already; kept for safety
 		}
+		if cfg.previous != "" {
+			if c, err = c.WithPrevious(cfg.previous, cfg.PreviousPasswordUntil); err != nil {
+				return fmt.Errorf("%s: %w", cfg.previousSource, err)
+			}
+		}
 		checker = c
 	}
 	metrics := proxy.NewMetrics(version)
@@ -65,6 +71,8 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 		ReadHeaderTimeout:   cfg.ReadHeaderTimeout,
 		IdleTimeout:         cfg.IdleTimeout,
 		AccessLog:           cfg.AccessLog,
+		ServerTiming:        cfg.ServerTiming,
+		SSEHeartbeat:        cfg.SSEHeartbeat,
 		Log:                 log,
 		Metrics:             metrics,
 	})
@@ -76,6 +84,9 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 	proxyLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("WARDEN_LISTEN: %w", err)
+	}
+	if cfg.tlsConfig != nil {
+		proxyLn = tls.NewListener(proxyLn, cfg.tlsConfig)
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
@@ -121,6 +132,11 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 			log.Warn().Err(err).Msg("shutdown")
 		}
 	}
+	// Websocket tunnels are hijacked connections that fasthttp no longer
+	// tracks: they get what is left of the shutdown timeout.
+	if cut := p.CloseTunnels(shutdownCtx); cut > 0 {
+		log.Warn().Int("tunnels", cut).Msg("shutdown timeout reached: closing websocket tunnels still open")
+	}
 	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), time.Second)
 	defer cancelAdmin()
 	_ = admin.ShutdownWithContext(adminCtx)
@@ -149,12 +165,22 @@ func logStart(log zerolog.Logger, cfg *config, listen, admin net.Addr) {
 		Str("upstream", cfg.Upstream).
 		Str("listen", listen.String()).
 		Str("admin_listen", admin.String())
+	e = e.Bool("tls", cfg.tlsConfig != nil)
 	if cfg.Mode == modeProtected {
 		e = e.Str("username", cfg.Username).
 			Str("secret_source", cfg.secretSource).
 			Str("secret_fingerprint", auth.Fingerprint(cfg.secret))
+		if cfg.previous != "" {
+			e = e.Str("previous_secret_source", cfg.previousSource).
+				Str("previous_secret_fingerprint", auth.Fingerprint(cfg.previous)).
+				Time("previous_secret_until", cfg.PreviousPasswordUntil)
+		}
 	}
 	e.Msg("warden started")
+	if cfg.previous != "" && !time.Now().Before(cfg.PreviousPasswordUntil) {
+		log.Warn().Time("previous_secret_until", cfg.PreviousPasswordUntil).
+			Msg("the previous secret's deadline has passed: only the current secret is accepted")
+	}
 	if cfg.Mode == modePublic {
 		log.Warn().Msg("public mode: requests are forwarded without authentication")
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // MaxCredentialBytes bounds the decoded "user:password" pair that Check will
@@ -32,6 +33,7 @@ type Result uint8
 // The results of Check, in the order a request can fail.
 const (
 	OK            Result = iota
+	Previous             // accepted with the previous secret, before its deadline
 	Missing              // no Authorization header
 	Scheme               // a scheme other than Basic
 	Malformed            // not base64, no colon, or too long
@@ -40,10 +42,14 @@ const (
 )
 
 // Results lists every Result, for callers that pre-register metrics.
-var Results = [...]Result{OK, Missing, Scheme, Malformed, WrongUser, WrongPassword}
+var Results = [...]Result{OK, Previous, Missing, Scheme, Malformed, WrongUser, WrongPassword}
+
+// Accepted reports whether the result grants access.
+func (r Result) Accepted() bool { return r == OK || r == Previous }
 
 var resultNames = [...]string{
 	OK:            "ok",
+	Previous:      "previous",
 	Missing:       "missing",
 	Scheme:        "scheme",
 	Malformed:     "malformed",
@@ -67,10 +73,16 @@ var (
 )
 
 // Checker holds SHA-256 digests of the expected user name and password, never
-// the password itself.
+// the password itself, and optionally of a previous password that is still
+// accepted until a deadline, so that a rolling redeploy that changes the
+// secret causes no 401s.
 type Checker struct {
 	user     [sha256.Size]byte
 	password [sha256.Size]byte
+	previous [sha256.Size]byte
+	// previousUntil is when the previous password stops working; the zero
+	// time means there is none.
+	previousUntil time.Time
 }
 
 // New returns a Checker for the given pair. The user name may not contain a
@@ -91,15 +103,34 @@ func New(user, password string) (*Checker, error) {
 	}, nil
 }
 
+// WithPrevious returns a copy of c that also accepts a previous password
+// until the given time.
+func (c *Checker) WithPrevious(password string, until time.Time) (*Checker, error) {
+	switch {
+	case password == "":
+		return nil, ErrEmptyPassword
+	case until.IsZero():
+		return nil, errors.New("the previous password needs a deadline")
+	case len(password)+1 > MaxCredentialBytes:
+		return nil, ErrTooLong
+	}
+	c2 := *c
+	c2.previous = sha256.Sum256([]byte(password))
+	c2.previousUntil = until
+	return &c2, nil
+}
+
 // Check validates the value of an Authorization header. It accepts exactly
 // "Basic " (scheme case-insensitive, RFC 7235 §2.1) followed by the standard
 // base64 of "user:password", split at the first colon so that the password
 // may hold colons and any UTF-8.
 //
-// Both digests are always computed and compared, and the two comparisons are
-// combined without short-circuit, so the time taken depends on the length of
-// what the client sent but not on the secret or on which part was wrong.
-func (c *Checker) Check(authorization []byte) Result {
+// Both digests are always computed and compared with every secret, and the
+// comparisons are combined without short-circuit, so the time taken depends
+// on the length of what the client sent but not on the secrets or on which
+// part was wrong or which secret matched. now decides whether the previous
+// password is still accepted.
+func (c *Checker) Check(authorization []byte, now time.Time) Result {
 	if len(authorization) == 0 {
 		return Missing
 	}
@@ -124,16 +155,22 @@ func (c *Checker) Check(authorization []byte) Result {
 	passwordSum := sha256.Sum256(decoded[colon+1:])
 	userOK := subtle.ConstantTimeCompare(userSum[:], c.user[:])
 	passwordOK := subtle.ConstantTimeCompare(passwordSum[:], c.password[:])
-	// Decide the answer from the combined bit first, so the branch taken for
-	// a wrong password is the same as for a wrong user until after the
-	// comparison work is done.
-	if userOK&passwordOK == 1 {
+	previousOK := subtle.ConstantTimeCompare(passwordSum[:], c.previous[:])
+	if c.previousUntil.IsZero() || !now.Before(c.previousUntil) {
+		previousOK = 0
+	}
+	// Decide from the combined bits only once all the comparison work is
+	// done, whatever matched.
+	switch {
+	case userOK&passwordOK == 1:
 		return OK
-	}
-	if userOK == 0 {
+	case userOK&previousOK == 1:
+		return Previous
+	case userOK == 0:
 		return WrongUser
+	default:
+		return WrongPassword
 	}
-	return WrongPassword
 }
 
 // basicCredentials returns the token after a case-insensitive "Basic" scheme

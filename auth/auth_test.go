@@ -5,7 +5,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
+
+// now is the time checks run at; only the previous password cares.
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 func basic(userPass string) []byte {
 	return []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(userPass)))
@@ -55,7 +59,7 @@ func TestCheckAcceptsOnlyTheExactPair(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := c.Check(tt.header); got != tt.want {
+			if got := c.Check(tt.header, now); got != tt.want {
 				t.Errorf("Check(%q) = %v, want %v", tt.header, got, tt.want)
 			}
 		})
@@ -79,9 +83,50 @@ func TestCheckWantsStandardPaddedBase64(t *testing.T) {
 		{"no padding", base64.RawStdEncoding.EncodeToString([]byte(pair)), Malformed},
 	}
 	for _, tt := range tests {
-		if got := c.Check([]byte("Basic " + tt.token)); got != tt.want {
+		if got := c.Check([]byte("Basic " + tt.token), now); got != tt.want {
 			t.Errorf("%s: Check = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestPreviousPasswordWorksUntilItsDeadline(t *testing.T) {
+	deadline := now.Add(time.Hour)
+	c, err := mustNew(t, "paperspace", "new-secret").WithPrevious("old-secret", deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		header []byte
+		at     time.Time
+		want   Result
+	}{
+		{"current before the deadline", basic("paperspace:new-secret"), now, OK},
+		{"previous before the deadline", basic("paperspace:old-secret"), now, Previous},
+		{"previous just before the deadline", basic("paperspace:old-secret"), deadline.Add(-time.Nanosecond), Previous},
+		{"previous at the deadline", basic("paperspace:old-secret"), deadline, WrongPassword},
+		{"previous after the deadline", basic("paperspace:old-secret"), deadline.Add(time.Hour), WrongPassword},
+		{"current after the deadline", basic("paperspace:new-secret"), deadline.Add(time.Hour), OK},
+		{"previous with the wrong user", basic("admin:old-secret"), now, WrongUser},
+		{"neither", basic("paperspace:other"), now, WrongPassword},
+	}
+	for _, tt := range tests {
+		if got := c.Check(tt.header, tt.at); got != tt.want {
+			t.Errorf("%s: Check = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	// The original checker is unchanged.
+	if got := mustNew(t, "paperspace", "new-secret").Check(basic("paperspace:old-secret"), now); got != WrongPassword {
+		t.Errorf("a checker without a previous password accepted it: %v", got)
+	}
+	if _, err := mustNew(t, "u", "p").WithPrevious("", deadline); err == nil {
+		t.Error("an empty previous password was accepted")
+	}
+	if _, err := mustNew(t, "u", "p").WithPrevious("x", time.Time{}); err == nil {
+		t.Error("a previous password without a deadline was accepted")
+	}
+	if !Previous.Accepted() || !OK.Accepted() || WrongPassword.Accepted() {
+		t.Error("Accepted is wrong")
 	}
 }
 
@@ -89,7 +134,7 @@ func TestCheckAcceptsTheLongestAllowedPair(t *testing.T) {
 	user := "u"
 	password := strings.Repeat("p", MaxCredentialBytes-len(user)-1)
 	c := mustNew(t, user, password)
-	if got := c.Check(basic(user + ":" + password)); got != OK {
+	if got := c.Check(basic(user + ":" + password), now); got != OK {
 		t.Fatalf("Check = %v, want %v", got, OK)
 	}
 }
@@ -167,16 +212,20 @@ func TestResultNames(t *testing.T) {
 func TestCheckAllocatesNothing(t *testing.T) {
 	c := mustNew(t, "paperspace", "secret")
 	for _, h := range [][]byte{basic("paperspace:secret"), basic("paperspace:wrong"), []byte("Bearer x"), nil} {
-		if n := testing.AllocsPerRun(100, func() { c.Check(h) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { c.Check(h, now) }); n != 0 {
 			t.Errorf("Check(%q) allocates %.0f times, want 0", h, n)
 		}
 	}
 }
 
 func FuzzCheck(f *testing.F) {
-	const user, password = "paperspace", "pa:ss wörd"
-	c := mustNew(f, user, password)
+	const user, password, previous = "paperspace", "pa:ss wörd", "old:one"
+	c, err := mustNew(f, user, password).WithPrevious(previous, now.Add(time.Minute))
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, seed := range []string{
+		string(basic(user + ":" + previous)),
 		"", "Basic", "Basic ", "basic cGFwZXJzcGFjZTpwYTpzcyB3w7ZyZA==",
 		string(basic(user + ":" + password)), string(basic(user + ":" + password + "x")),
 		"Basic dXNlcjpwYXNz",                 // RFC 7617 style example
@@ -186,13 +235,14 @@ func FuzzCheck(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, header []byte) {
-		got := c.Check(header)
+		got := c.Check(header, now)
 		// Only the exact pair, in some accepted spelling, may pass.
 		encoded, isBasic := basicCredentials(header)
 		decoded, err := base64.StdEncoding.DecodeString(string(encoded))
 		exact := isBasic && err == nil && string(decoded) == user+":"+password
-		if (got == OK) != exact {
-			t.Fatalf("Check(%q) = %v, but exact pair = %v", header, got, exact)
+		exactPrevious := isBasic && err == nil && string(decoded) == user+":"+previous
+		if (got == OK) != exact || (got == Previous) != exactPrevious {
+			t.Fatalf("Check(%q) = %v, but exact pair = %v, previous pair = %v", header, got, exact, exactPrevious)
 		}
 		if got > WrongPassword {
 			t.Fatalf("Check(%q) = unknown result %d", header, got)
@@ -213,14 +263,14 @@ func BenchmarkCheck(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				c.Check(bc.header)
+				c.Check(bc.header, now)
 			}
 		})
 		b.Run(bc.name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					c.Check(bc.header)
+					c.Check(bc.header, now)
 				}
 			})
 		})

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -29,11 +30,22 @@ type exchange struct {
 	conn        *conn
 	resp        fasthttp.Response // the upstream's response; its body streams
 	body        io.Reader
+	upgrade     bool // a websocket upgrade: tunnel on 101
 	dialing     bool // the last error came from connecting
 	bodyStarted bool // some of the client's body was read
 	sent        int64
 	eof         bool
 	upstreamErr error
+
+	// Timing, for Server-Timing: when the request head went upstream and
+	// when the response headers came back.
+	sentAt, headersAt time.Time
+
+	// SSE heartbeat state: heartbeat is the silence after which a comment
+	// goes out; tail holds the last bytes sent, to tell event boundaries.
+	heartbeat time.Duration
+	tail      [3]byte
+	tailLen   int
 }
 
 const copyBufSize = 32 << 10
@@ -43,9 +55,10 @@ func (p *Proxy) putExchange(x *exchange) {
 	x.conn = nil
 	x.body = nil
 	x.resp.Reset()
-	x.dialing, x.bodyStarted, x.eof = false, false, false
+	x.upgrade, x.dialing, x.bodyStarted, x.eof = false, false, false, false
 	x.sent = 0
 	x.upstreamErr = nil
+	x.heartbeat, x.tailLen = 0, 0
 	p.exchanges.Put(x)
 }
 
@@ -100,7 +113,7 @@ func (x *exchange) buildHead() bool {
 			}
 			continue
 		case kindHop, kindFraming, kindCredentials, kindConnection,
-			kindXForwardedHost, kindXForwardedProto:
+			kindXForwardedHost, kindXForwardedProto, kindUpgrade:
 			continue
 		case kindXForwardedFor:
 			if len(x.xff) > 0 {
@@ -152,6 +165,12 @@ func (x *exchange) buildHead() bool {
 		b = append(b, "X-Forwarded-Proto: https\r\n"...)
 	} else {
 		b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	}
+
+	if x.upgrade {
+		// RFC 6455 §4.1: the one hop-by-hop pair a websocket handshake
+		// must carry to the next hop.
+		b = append(b, "Upgrade: websocket\r\nConnection: Upgrade\r\n"...)
 	}
 
 	switch cl := h.ContentLength(); {
@@ -243,13 +262,14 @@ func (x *exchange) roundTrip() error {
 			return err
 		}
 		x.dialing = false
-		sentAt := time.Now()
+		x.sentAt = time.Now()
 		err = x.send(c)
 		if err == nil || !errors.Is(err, errClientBody) && !errors.Is(err, errBodyTooLarge) {
 			// Read the answer even after a failed write: the upstream may
 			// have refused the body with a response before closing.
 			if rerr := x.readHead(c, time.Now().Add(p.cfg.UpstreamTimeout)); rerr == nil {
-				p.m.upstreamWait.Observe(time.Since(sentAt).Seconds())
+				x.headersAt = time.Now()
+				p.m.upstreamWait.Observe(x.headersAt.Sub(x.sentAt).Seconds())
 				x.conn = c
 				if err != nil {
 					// The request did not go out whole: never reuse.
@@ -382,8 +402,9 @@ func (x *exchange) readHead(c *conn, deadline time.Time) error {
 	if errors.Is(err, io.EOF) {
 		return errNoResponse
 	}
-	if err == nil && x.resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
-		// warden never forwards Upgrade, so a 101 is a protocol error.
+	if err == nil && x.resp.StatusCode() == fasthttp.StatusSwitchingProtocols && !x.upgrade {
+		// warden forwards Upgrade only for websockets, so any other 101 is
+		// a protocol error.
 		return errors.New("upstream switched protocols without an Upgrade request")
 	}
 	return err
@@ -413,13 +434,17 @@ func (x *exchange) respond() {
 	}
 	for k, v := range src.All() {
 		switch classify(k) {
-		case kindHop, kindFraming, kindTransferEncoding, kindConnection:
+		case kindHop, kindFraming, kindTransferEncoding, kindConnection, kindUpgrade:
 			continue
 		}
 		if hasTokens && x.tokens.has(k) {
 			continue
 		}
 		dst.AddBytesKV(k, v)
+	}
+
+	if p.cfg.ServerTiming {
+		x.addServerTiming(dst)
 	}
 
 	cl := src.ContentLength()
@@ -434,10 +459,13 @@ func (x *exchange) respond() {
 		_ = x.resp.CloseBodyStream()
 		p.up.release(x.conn, x.reusable())
 		p.putExchange(x)
-		p.done(ctx, status, 0, "")
+		p.done(ctx, ctx.Time(), status, 0, "")
 		return
 	}
 	x.body = stream
+	if p.cfg.SSEHeartbeat > 0 && isEventStream(dst.ContentType()) {
+		x.heartbeat = p.cfg.SSEHeartbeat
+	}
 	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
 		x.streamHTTP10()
 		return
@@ -500,10 +528,58 @@ func (x *exchange) reusable() bool {
 	return !x.resp.ConnectionClose() && x.conn.br.Buffered() == 0
 }
 
+// addServerTiming adds "Server-Timing: warden;dur=…, upstream;dur=…" in
+// milliseconds: upstream is from sending the request to its response
+// headers (the model's time to first byte), warden is the rest of the time
+// from the request's arrival to now.
+func (x *exchange) addServerTiming(dst *fasthttp.ResponseHeader) {
+	total := time.Since(x.ctx.Time())
+	upstream := x.headersAt.Sub(x.sentAt)
+	b := x.xff[:0] // free again: X-Forwarded-For went out with the head
+	b = append(b, "warden;dur="...)
+	b = strconv.AppendFloat(b, float64(max(total-upstream, 0).Microseconds())/1000, 'f', 3, 64)
+	b = append(b, ", upstream;dur="...)
+	b = strconv.AppendFloat(b, float64(upstream.Microseconds())/1000, 'f', 3, 64)
+	dst.AddBytesKV(strServerTiming, b)
+	x.xff = b
+}
+
+var strServerTiming = []byte("Server-Timing")
+
+func isEventStream(contentType []byte) bool {
+	const sse = "text/event-stream"
+	if len(contentType) < len(sse) || !equalFold(contentType[:len(sse)], sse) {
+		return false
+	}
+	rest := contentType[len(sse):]
+	return len(rest) == 0 || rest[0] == ';' || rest[0] == ' '
+}
+
+var heartbeatComment = []byte(": keep-alive\n\n")
+
 // Read streams the upstream's body to fasthttp, which writes it to the
 // client; with unknown length each read becomes a chunk and is flushed.
+//
+// With an SSE heartbeat, a read that starts between events waits for the
+// upstream at most the heartbeat interval; if nothing came, it returns an
+// SSE comment instead, so that idle timeouts in front of warden do not cut a
+// stream that is only slow (a long prefill). Only a Peek waits with that
+// deadline, so fasthttp's chunk parser never sees the timeout.
 func (x *exchange) Read(b []byte) (int, error) {
+	if x.heartbeat > 0 && x.atEventBoundary() && x.conn.br.Buffered() == 0 && len(b) >= len(heartbeatComment) {
+		_ = x.conn.SetReadDeadline(time.Now().Add(x.heartbeat))
+		_, perr := x.conn.br.Peek(1)
+		_ = x.conn.SetReadDeadline(time.Time{})
+		if perr != nil && isTimeout(perr) {
+			n := copy(b, heartbeatComment)
+			x.sent += int64(n)
+			return n, nil
+		}
+	}
 	n, err := x.body.Read(b)
+	if x.heartbeat > 0 {
+		x.remember(b[:n])
+	}
 	x.sent += int64(n)
 	if err == io.EOF {
 		x.eof = true
@@ -511,6 +587,30 @@ func (x *exchange) Read(b []byte) (int, error) {
 		x.upstreamErr = err
 	}
 	return n, err
+}
+
+// remember keeps the last bytes sent, to tell event boundaries.
+func (x *exchange) remember(b []byte) {
+	if len(b) >= len(x.tail) {
+		copy(x.tail[:], b[len(b)-len(x.tail):])
+		x.tailLen = len(x.tail)
+		return
+	}
+	for _, c := range b {
+		copy(x.tail[:], x.tail[1:])
+		x.tail[len(x.tail)-1] = c
+		x.tailLen = min(x.tailLen+1, len(x.tail))
+	}
+}
+
+// atEventBoundary reports whether the bytes sent so far end an SSE event
+// (a blank line, with any of the three line endings), or none were sent.
+func (x *exchange) atEventBoundary() bool {
+	if x.tailLen == 0 {
+		return true
+	}
+	t := x.tail[len(x.tail)-x.tailLen:]
+	return bytes.HasSuffix(t, []byte("\n\n")) || bytes.HasSuffix(t, []byte("\r\r")) || bytes.HasSuffix(t, []byte("\n\r\n"))
 }
 
 // CloseWithError ends the exchange once fasthttp has written the response,
@@ -535,7 +635,7 @@ func (x *exchange) CloseWithError(werr error) error {
 	p.up.release(x.conn, complete && x.reusable())
 	ctx, status, sent := x.ctx, x.resp.StatusCode(), x.sent
 	p.putExchange(x)
-	p.done(ctx, status, sent, cause)
+	p.done(ctx, ctx.Time(), status, sent, cause)
 	return nil
 }
 

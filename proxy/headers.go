@@ -26,6 +26,8 @@ const (
 	kindXForwardedHost
 	kindXForwardedProto
 	kindConnection
+	// kindUpgrade is hop-by-hop; only websocket upgrades are re-created.
+	kindUpgrade
 )
 
 // classify tells what a header name is. Names arrive normalised by fasthttp
@@ -48,7 +50,10 @@ func classify(name []byte) headerKind {
 			return kindHop
 		}
 	case 7:
-		if equalFold(name, "upgrade") || equalFold(name, "trailer") {
+		if equalFold(name, "upgrade") {
+			return kindUpgrade
+		}
+		if equalFold(name, "trailer") {
 			return kindHop
 		}
 	case 10:

@@ -15,7 +15,7 @@ func TestClassifyIsCaseInsensitive(t *testing.T) {
 	tests := map[string]headerKind{
 		"Connection": kindConnection, "connection": kindConnection,
 		"Keep-Alive": kindHop, "KEEP-ALIVE": kindHop, "Te": kindHop, "TE": kindHop,
-		"Upgrade": kindHop, "Trailer": kindHop, "Proxy-Connection": kindHop,
+		"Upgrade": kindUpgrade, "Trailer": kindHop, "Proxy-Connection": kindHop,
 		"Proxy-Authenticate": kindHop, "Expect": kindHop,
 		"Transfer-Encoding": kindTransferEncoding, "Content-Length": kindFraming,
 		"Authorization": kindCredentials, "proxy-authorization": kindCredentials,

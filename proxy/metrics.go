@@ -24,6 +24,8 @@ type Metrics struct {
 	duration       prometheus.Histogram
 	upstreamWait   prometheus.Histogram
 	clientGone     prometheus.Counter
+	tunnelsOpen    prometheus.Gauge
+	previousSecret prometheus.Counter
 	upstreamUp     prometheus.Gauge
 	draining       prometheus.Gauge
 }
@@ -60,6 +62,14 @@ func NewMetrics(version string) *Metrics {
 			Name: "warden_client_disconnects_total",
 			Help: "Responses cut short because the client went away; the upstream connection was closed to stop the work.",
 		}),
+		previousSecret: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_auth_previous_secret_total",
+			Help: "Requests accepted with the previous secret (WARDEN_PREVIOUS_PASSWORD) before its deadline; when it stays flat, clients have moved to the new one.",
+		}),
+		tunnelsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warden_websocket_tunnels_open",
+			Help: "Websocket tunnels open now (also counted in warden_requests_in_flight).",
+		}),
 		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "warden_upstream_up",
 			Help: "1 when the last readiness probe reached the upstream, else 0.",
@@ -74,7 +84,7 @@ func NewMetrics(version string) *Metrics {
 		Help: "Requests refused with 401, by reason: missing, scheme, malformed, wrong_user, wrong_password.",
 	}, []string{"reason"})
 	for _, r := range auth.Results {
-		if r != auth.OK {
+		if !r.Accepted() {
 			m.authFailures[r] = authFailures.WithLabelValues(r.String())
 		}
 	}
@@ -87,7 +97,7 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.requests, authFailures, m.upstreamErrors, m.inFlight, m.duration,
-		m.upstreamWait, m.clientGone, m.upstreamUp, m.draining, build,
+		m.upstreamWait, m.clientGone, m.tunnelsOpen, m.previousSecret, m.upstreamUp, m.draining, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/paperspace/warden/auth"
 )
 
-// Authenticator checks the value of a request's Authorization header.
-// *auth.Checker implements it.
+// Authenticator checks the value of a request's Authorization header at a
+// given time. *auth.Checker implements it.
 type Authenticator interface {
-	Check(authorization []byte) auth.Result
+	Check(authorization []byte, now time.Time) auth.Result
 }
 
 // Config is what the proxy needs to run. Zero durations and sizes are not
@@ -52,6 +52,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// AccessLog writes one info line per request.
 	AccessLog bool
+	// ServerTiming adds Server-Timing to proxied responses.
+	ServerTiming bool
+	// SSEHeartbeat sends an SSE comment on an event stream that has been
+	// silent this long, between events; 0 turns it off.
+	SSEHeartbeat time.Duration
 
 	Log     zerolog.Logger
 	Metrics *Metrics
@@ -68,6 +73,7 @@ type Proxy struct {
 	m         *Metrics
 
 	exchanges sync.Pool
+	tunnels   tunnels
 	draining  atomic.Bool
 	// upstreamErr is the outcome of the last readiness probe: nil when the
 	// upstream accepted a connection.
@@ -174,26 +180,26 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 }
 
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
+	start := ctx.Time()
 	if !supportedProtocol(ctx.Request.Header.Protocol()) {
 		// fasthttp accepts any HTTP/d.d; "HTTP/2.0" in a text request line
 		// is not a request warden can forward faithfully.
-		p.fail(ctx, failBadRequest)
+		p.fail(ctx, start, failBadRequest)
 		ctx.SetConnectionClose()
 		return
 	}
 	if p.auth != nil {
-		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
-			p.refuse(ctx, r)
+		if !p.authorized(ctx, start) {
 			return
 		}
 	}
 	if ctx.IsConnect() {
-		p.fail(ctx, failMethod)
+		p.fail(ctx, start, failMethod)
 		return
 	}
 	if e := ctx.Request.Header.Peek(fasthttp.HeaderExpect); len(e) > 0 && !equalFold(e, "100-continue") {
 		// RFC 9110 §10.1.1: warden meets no other expectation.
-		p.fail(ctx, failExpectation)
+		p.fail(ctx, start, failExpectation)
 		ctx.SetConnectionClose()
 		return
 	}
@@ -201,7 +207,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 	if p.cfg.MaxBodyBytes > 0 && int64(cl) > p.cfg.MaxBodyBytes {
 		// The client may be sending the body already; the connection
 		// cannot be reused.
-		p.fail(ctx, failBodyTooLarge)
+		p.fail(ctx, start, failBodyTooLarge)
 		ctx.SetConnectionClose()
 		return
 	}
@@ -213,9 +219,10 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 
 	x := p.exchanges.Get().(*exchange) //nolint:forcetypeassert // the pool holds only *exchange
 	x.ctx = ctx
+	x.upgrade = isWebsocketUpgrade(&ctx.Request.Header)
 	if !x.buildHead() {
 		p.putExchange(x)
-		p.fail(ctx, failBadRequest)
+		p.fail(ctx, start, failBadRequest)
 		ctx.SetConnectionClose()
 		return
 	}
@@ -229,11 +236,15 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		}
 		bodyStarted := x.bodyStarted
 		p.putExchange(x)
-		p.fail(ctx, f)
+		p.fail(ctx, start, f)
 		if bodyStarted {
 			// Part of the body may be unread; do not parse it as a request.
 			ctx.SetConnectionClose()
 		}
+		return
+	}
+	if x.upgrade {
+		x.upgradeWebsocket()
 		return
 	}
 	x.respond()
@@ -243,11 +254,26 @@ func supportedProtocol(proto []byte) bool {
 	return string(proto) == "HTTP/1.1" || string(proto) == "HTTP/1.0"
 }
 
+// authorized checks the credentials, counts a request that used the previous
+// secret, and answers 401 to a refused one.
+func (p *Proxy) authorized(ctx *fasthttp.RequestCtx, start time.Time) bool {
+	r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), start)
+	switch r {
+	case auth.OK:
+		return true
+	case auth.Previous:
+		p.m.previousSecret.Inc()
+		return true
+	}
+	p.refuse(ctx, start, r)
+	return false
+}
+
 // refuse answers 401 with the challenge. The reason is counted and logged
 // at debug level, never the credential.
-func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, r auth.Result) {
+func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, start time.Time, r auth.Result) {
 	p.m.authFailures[r].Inc()
-	p.fail(ctx, failUnauthorized)
+	p.fail(ctx, start, failUnauthorized)
 	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, p.challenge)
 	if e := p.log.Debug(); e.Enabled() {
 		var ip [64]byte
@@ -257,25 +283,29 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, r auth.Result) {
 }
 
 // fail answers with one of warden's own errors.
-func (p *Proxy) fail(ctx *fasthttp.RequestCtx, f failure) {
+func (p *Proxy) fail(ctx *fasthttp.RequestCtx, start time.Time, f failure) {
 	writeFailure(&ctx.Response, f)
-	p.done(ctx, f.status, int64(len(f.body)), f.code)
+	p.done(ctx, start, f.status, int64(len(f.body)), f.code)
 }
 
 // expectContinue decides on "Expect: 100-continue" from the headers alone:
 // a request that would be refused is refused before the client sends its
 // body. Returning anything but 100 closes the connection.
+//
+// A request let through here is checked again, and counted, by ServeHTTP.
 func (p *Proxy) expectContinue(ctx *fasthttp.RequestCtx) int {
+	// fasthttp sets ctx.Time() only after this callback.
+	start := time.Now()
 	if p.auth != nil {
-		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)); r != auth.OK {
-			p.m.inFlight.Inc()
-			p.refuse(ctx, r)
+		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), start); !r.Accepted() {
+			p.m.inFlight.Inc() // done, called by refuse, counts it out
+			p.refuse(ctx, start, r)
 			return fasthttp.StatusUnauthorized
 		}
 	}
 	if p.cfg.MaxBodyBytes > 0 && int64(ctx.Request.Header.ContentLength()) > p.cfg.MaxBodyBytes {
 		p.m.inFlight.Inc()
-		p.fail(ctx, failBodyTooLarge)
+		p.fail(ctx, start, failBodyTooLarge)
 		return fasthttp.StatusRequestEntityTooLarge
 	}
 	return fasthttp.StatusContinue
@@ -296,7 +326,8 @@ func (p *Proxy) serveError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	p.m.inFlight.Inc()
 	writeFailure(&ctx.Response, f)
-	p.done(ctx, f.status, int64(len(f.body)), f.code)
+	// ctx.Time() is not set for a request that failed to parse.
+	p.done(ctx, time.Now(), f.status, int64(len(f.body)), f.code)
 	if e := p.log.Debug(); e.Enabled() {
 		// fasthttp's parse errors quote no header values with
 		// SecureErrorLogMessage set.
@@ -306,8 +337,8 @@ func (p *Proxy) serveError(ctx *fasthttp.RequestCtx, err error) {
 
 // done records a finished request: metrics and the access log line. For a
 // streamed response it runs when the last byte has been written.
-func (p *Proxy) done(ctx *fasthttp.RequestCtx, status int, sent int64, cause string) {
-	elapsed := time.Since(ctx.Time())
+func (p *Proxy) done(ctx *fasthttp.RequestCtx, start time.Time, status int, sent int64, cause string) {
+	elapsed := time.Since(start)
 	p.m.inFlight.Dec()
 	p.m.code(status).Inc()
 	p.m.duration.Observe(elapsed.Seconds())

@@ -68,6 +68,7 @@ func main() {
 	mux.HandleFunc("/drop", counted(drop))
 	mux.HandleFunc("/forever", counted(forever))
 	mux.HandleFunc("/status/{code}", counted(status))
+	mux.HandleFunc("/prefill", counted(prefill))
 	mux.HandleFunc("/", counted(echo))
 
 	srv := &http.Server{
@@ -238,6 +239,42 @@ func forever(w http.ResponseWriter, r *http.Request) {
 		}
 		flusher.Flush()
 	}
+}
+
+// prefill sends its headers at once, stays silent for delay (a model's
+// prefill), then sends two events; with split=1 it also pauses for delay in
+// the middle of the second event. type sets the Content-Type (default
+// text/event-stream).
+func prefill(w http.ResponseWriter, r *http.Request) {
+	delay := durationParam(r, "delay", time.Second)
+	ct := r.URL.Query().Get("type")
+	if ct == "" {
+		ct = "text/event-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+	flusher := w.(http.Flusher)
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	pause := func() bool {
+		select {
+		case <-time.After(delay):
+			return true
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	if !pause() {
+		return
+	}
+	fmt.Fprint(w, "data: first\n\n")
+	flusher.Flush()
+	fmt.Fprint(w, "data: second, part one\n")
+	flusher.Flush()
+	if r.URL.Query().Get("split") != "" && !pause() {
+		return
+	}
+	fmt.Fprint(w, "data: second, part two\n\n")
+	flusher.Flush()
 }
 
 // status answers with the status code in the path and, for HEAD and 304,

@@ -1,0 +1,228 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// isWebsocketUpgrade reports whether a request asks for a websocket
+// (RFC 6455 §4.1): GET over HTTP/1.1, "websocket" among the Upgrade tokens
+// and "upgrade" among the Connection tokens. Any other Upgrade, h2c
+// included, is dropped as a hop-by-hop header.
+func isWebsocketUpgrade(h *fasthttp.RequestHeader) bool {
+	if !h.IsGet() || !h.IsHTTP11() {
+		return false
+	}
+	upgrade := h.Peek(fasthttp.HeaderUpgrade)
+	if len(upgrade) == 0 || !hasToken(upgrade, "websocket") {
+		return false
+	}
+	for k, v := range h.AllInOrder() {
+		if classify(k) == kindConnection && hasToken(v, "upgrade") {
+			return true
+		}
+	}
+	return false
+}
+
+// hasToken reports whether a comma-separated header value holds token,
+// ignoring case.
+func hasToken(value []byte, token string) bool {
+	for len(value) > 0 {
+		i := 0
+		for i < len(value) && value[i] != ',' {
+			i++
+		}
+		if equalFold(trimOWS(value[:i]), token) {
+			return true
+		}
+		if i == len(value) {
+			break
+		}
+		value = value[i+1:]
+	}
+	return false
+}
+
+// tunnels tracks open websocket tunnels: they are in-flight work that
+// fasthttp's Shutdown does not see once their connections are hijacked.
+type tunnels struct {
+	mu    sync.Mutex
+	open  map[*tunnel]struct{}
+	wg    sync.WaitGroup
+	close bool
+}
+
+type tunnel struct {
+	mu               sync.Mutex
+	client, upstream net.Conn
+}
+
+// stop ends a tunnel from outside. A hijacked connection's Close does
+// nothing in fasthttp (it closes the connection itself once the hijack
+// handler returns), so the client side is unblocked with a past deadline.
+func (tn *tunnel) stop() {
+	tn.mu.Lock()
+	defer tn.mu.Unlock()
+	if tn.client != nil {
+		_ = tn.client.SetDeadline(aLongTimeAgo)
+	}
+	_ = tn.upstream.Close()
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (t *tunnels) add(tn *tunnel) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.close {
+		return false
+	}
+	if t.open == nil {
+		t.open = map[*tunnel]struct{}{}
+	}
+	t.open[tn] = struct{}{}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *tunnels) remove(tn *tunnel) {
+	t.mu.Lock()
+	delete(t.open, tn)
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+// CloseTunnels waits for open websocket tunnels to end until ctx is done,
+// then closes the ones left. Call it during shutdown, after the server has
+// stopped accepting requests.
+func (p *Proxy) CloseTunnels(ctx context.Context) (cut int) {
+	done := make(chan struct{})
+	go func() {
+		p.tunnels.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return 0
+	case <-ctx.Done():
+	}
+	p.tunnels.mu.Lock()
+	p.tunnels.close = true
+	for tn := range p.tunnels.open {
+		tn.stop()
+		cut++
+	}
+	p.tunnels.mu.Unlock()
+	<-done
+	return cut
+}
+
+// upgrade forwards a websocket handshake. If the upstream switches
+// protocols, the client's connection is hijacked and bytes are copied both
+// ways until either side closes; otherwise the upstream's answer goes back
+// as an ordinary response and nothing becomes a tunnel.
+func (x *exchange) upgradeWebsocket() {
+	p := x.p
+	ctx := x.ctx
+	if x.resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
+		// The upstream refused the upgrade: its answer is an ordinary
+		// response, and the connection is not reused after it.
+		x.resp.SetConnectionClose()
+		x.respond()
+		return
+	}
+	if !hasToken(x.resp.Header.Peek(fasthttp.HeaderUpgrade), "websocket") {
+		upstreamConn := x.conn
+		x.conn = nil
+		p.up.release(upstreamConn, false)
+		p.m.upstreamError("protocol")
+		p.putExchange(x)
+		p.fail(ctx, ctx.Time(), failUpstream)
+		return
+	}
+
+	// The 101 goes out as the upstream sent it, minus hop-by-hop headers,
+	// plus the Upgrade and Connection the handshake needs.
+	h := &x.resp.Header
+	b := x.head[:0]
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\n"...)
+	for k, v := range h.All() {
+		switch classify(k) {
+		case kindHop, kindFraming, kindTransferEncoding, kindConnection, kindUpgrade:
+			continue
+		}
+		b = appendHeader(b, k, v)
+	}
+	b = append(b, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"...)
+	x.head = b
+
+	upstream := x.conn
+	tn := &tunnel{upstream: upstream}
+	if !p.tunnels.add(tn) {
+		// Shutting down: do not start a tunnel that would be cut at once.
+		x.conn = nil
+		p.up.release(upstream, false)
+		p.putExchange(x)
+		p.fail(ctx, ctx.Time(), failUnavailable)
+		return
+	}
+	p.m.tunnelsOpen.Inc()
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(client net.Conn) {
+		tn.mu.Lock()
+		tn.client = client
+		tn.mu.Unlock()
+		sent := x.pump(client, upstream)
+		p.m.tunnelsOpen.Dec()
+		p.tunnels.remove(tn)
+		x.conn = nil
+		p.up.release(upstream, false)
+		p.putExchange(x)
+		p.done(ctx, ctx.Time(), fasthttp.StatusSwitchingProtocols, sent, "")
+	})
+}
+
+// pump copies both ways until either side closes, then ends both, and
+// returns the bytes sent to the client. Bytes already read past the
+// handshake on either side (in the bufio readers) go first. fasthttp closes
+// the client's connection when the hijack handler returns.
+func (x *exchange) pump(client net.Conn, upstream *conn) (sent int64) {
+	if _, err := client.Write(x.head); err != nil {
+		_ = upstream.Close()
+		return 0
+	}
+	toUpstream := make(chan struct{})
+	go func() {
+		// client is fasthttp's hijacked connection, whose reader holds
+		// whatever the client sent after its handshake.
+		buf := make([]byte, copyBufSize)
+		_, _ = io.CopyBuffer(writerOnly{upstream.Conn}, client, buf)
+		_ = upstream.Close() // ends the other direction's read
+		close(toUpstream)
+	}()
+	if x.buf == nil {
+		x.buf = make([]byte, copyBufSize)
+	}
+	for {
+		n, err := upstream.br.Read(x.buf)
+		if n > 0 {
+			if _, werr := client.Write(x.buf[:n]); werr != nil {
+				break
+			}
+			sent += int64(n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	_ = client.SetDeadline(aLongTimeAgo) // ends the other direction's read
+	_ = upstream.Close()
+	<-toUpstream
+	return sent
+}
