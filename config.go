@@ -253,6 +253,10 @@ func (c *config) validate(environ map[string]string) []error {
 	if c.SSEHeartbeat < 0 {
 		bad("WARDEN_SSE_HEARTBEAT", "must be 0 (off) or a positive duration such as 15s, got %s", c.SSEHeartbeat)
 	}
+	if v, ok := environ["WARDEN_TRUSTED_PROXIES"]; ok && strings.TrimSpace(v) == "" {
+		// Set but empty trusts no one (env would apply the default).
+		c.TrustedProxies = nil
+	}
 	for _, s := range c.TrustedProxies {
 		s = strings.TrimSpace(s)
 		if s == "" {

@@ -226,3 +226,42 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+func TestTrustedProxies(t *testing.T) {
+	cfg, err := loadConfig(map[string]string{})
+	if err != nil || len(cfg.trusted) != 6 {
+		t.Fatalf("default: %v, %v", cfg.trusted, err)
+	}
+	cfg, err = loadConfig(map[string]string{"WARDEN_TRUSTED_PROXIES": ""})
+	if err != nil || len(cfg.trusted) != 0 {
+		t.Fatalf("empty must trust no one: %v, %v", cfg.trusted, err)
+	}
+	cfg, err = loadConfig(map[string]string{"WARDEN_TRUSTED_PROXIES": "10.1.2.0/24, 192.0.2.7 ,::ffff:198.51.100.1"})
+	if err != nil || len(cfg.trusted) != 3 || cfg.trusted[1].String() != "192.0.2.7/32" || cfg.trusted[2].String() != "198.51.100.1/32" {
+		t.Fatalf("list: %v, %v", cfg.trusted, err)
+	}
+	if _, err := loadConfig(map[string]string{"WARDEN_TRUSTED_PROXIES": "10.0.0.0/8,nope"}); err == nil || !strings.Contains(err.Error(), "WARDEN_TRUSTED_PROXIES") {
+		t.Fatalf("bad entry: %v", err)
+	}
+}
+
+func TestPreviousSecretNeedsItsDeadlineAndACurrentSecret(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WARDEN_PASSWORD": "a", "WARDEN_PREVIOUS_PASSWORD": "b"}, "WARDEN_PREVIOUS_PASSWORD_UNTIL"},
+		{map[string]string{"WARDEN_PASSWORD": "a", "WARDEN_PREVIOUS_PASSWORD_UNTIL": "2030-01-01T00:00:00Z"}, "WARDEN_PREVIOUS_PASSWORD_UNTIL"},
+		{map[string]string{"WARDEN_PREVIOUS_PASSWORD": "b", "WARDEN_PREVIOUS_PASSWORD_UNTIL": "2030-01-01T00:00:00Z"}, "WARDEN_PREVIOUS_PASSWORD"},
+		{map[string]string{"WARDEN_PASSWORD": "a", "WARDEN_PREVIOUS_PASSWORD": "b", "WARDEN_PREVIOUS_PASSWORD_UNTIL": "tomorrow"}, "WARDEN_PREVIOUS_PASSWORD_UNTIL"},
+		{map[string]string{"WARDEN_PASSWORD": "a", "WARDEN_PREVIOUS_PASSWORD": "", "WARDEN_PREVIOUS_PASSWORD_UNTIL": "2030-01-01T00:00:00Z"}, "WARDEN_PREVIOUS_PASSWORD"},
+	} {
+		if _, err := loadConfig(tc.env); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.want)
+		}
+	}
+	cfg, err := loadConfig(map[string]string{"WARDEN_PASSWORD": "a", "WARDEN_PREVIOUS_PASSWORD": "b", "WARDEN_PREVIOUS_PASSWORD_UNTIL": "2030-01-01T00:00:00Z"})
+	if err != nil || cfg.previous != "b" || cfg.PreviousPasswordUntil.Year() != 2030 {
+		t.Fatalf("good rollover: %+v, %v", cfg, err)
+	}
+}

@@ -71,6 +71,9 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 		ReadHeaderTimeout:   cfg.ReadHeaderTimeout,
 		IdleTimeout:         cfg.IdleTimeout,
 		AccessLog:           cfg.AccessLog,
+		AuthFailureLimit:    cfg.AuthFailureLimit,
+		AuthFailureWindow:   cfg.AuthFailureWindow,
+		TrustedProxies:      cfg.trusted,
 		ServerTiming:        cfg.ServerTiming,
 		SSEHeartbeat:        cfg.SSEHeartbeat,
 		Log:                 log,
@@ -100,6 +103,7 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go p.WatchUpstream(watchCtx)
+	go p.WatchThrottle(watchCtx)
 	srv, admin := p.Server(), p.AdminServer()
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(proxyLn) }()

@@ -83,7 +83,7 @@ func TestCheckWantsStandardPaddedBase64(t *testing.T) {
 		{"no padding", base64.RawStdEncoding.EncodeToString([]byte(pair)), Malformed},
 	}
 	for _, tt := range tests {
-		if got := c.Check([]byte("Basic " + tt.token), now); got != tt.want {
+		if got := c.Check([]byte("Basic "+tt.token), now); got != tt.want {
 			t.Errorf("%s: Check = %v, want %v", tt.name, got, tt.want)
 		}
 	}
@@ -134,7 +134,7 @@ func TestCheckAcceptsTheLongestAllowedPair(t *testing.T) {
 	user := "u"
 	password := strings.Repeat("p", MaxCredentialBytes-len(user)-1)
 	c := mustNew(t, user, password)
-	if got := c.Check(basic(user + ":" + password), now); got != OK {
+	if got := c.Check(basic(user+":"+password), now); got != OK {
 		t.Fatalf("Check = %v, want %v", got, OK)
 	}
 }

@@ -42,19 +42,19 @@ func TestSSEHeartbeatKeepsSilentStreamsAlive(t *testing.T) {
 	before, inside := 0, 0
 	seenFirst, inSecond := false, false
 	for _, l := range lines {
-		switch {
-		case l == ": keep-alive":
+		switch l {
+		case ": keep-alive":
 			if !seenFirst {
 				before++
 			}
 			if inSecond {
 				inside++
 			}
-		case l == "data: first":
+		case "data: first":
 			seenFirst = true
-		case l == "data: second, part one":
+		case "data: second, part one":
 			inSecond = true
-		case l == "data: second, part two":
+		case "data: second, part two":
 			inSecond = false
 		}
 	}

@@ -39,6 +39,7 @@ var (
 	failUnavailable    = newFailure(fasthttp.StatusBadGateway, "upstream_unavailable", "the model server is not accepting connections")
 	failUpstream       = newFailure(fasthttp.StatusBadGateway, "upstream_error", "the model server closed the connection or sent an invalid response")
 	failTimeout        = newFailure(fasthttp.StatusGatewayTimeout, "upstream_timeout", "the model server did not send response headers in time")
+	failThrottled      = newFailure(fasthttp.StatusTooManyRequests, "too_many_failed_logins", "too many failed logins from this client; retry after the time in Retry-After")
 	failBusy           = newFailure(fasthttp.StatusServiceUnavailable, "upstream_busy", "all connections to the model server are in use")
 )
 
@@ -47,7 +48,7 @@ func Failures() map[string]int {
 	m := map[string]int{}
 	for _, f := range []failure{
 		failUnauthorized, failBadRequest, failRequestTimeout, failHeaderTooLarge, failBodyTooLarge,
-		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy,
+		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy, failThrottled,
 	} {
 		m[f.code] = f.status
 	}

@@ -16,18 +16,20 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	requests       *prometheus.CounterVec
-	byCode         [600]atomic.Pointer[prometheus.Counter]
-	authFailures   [len(auth.Results)]prometheus.Counter
-	upstreamErrors *prometheus.CounterVec
-	inFlight       prometheus.Gauge
-	duration       prometheus.Histogram
-	upstreamWait   prometheus.Histogram
-	clientGone     prometheus.Counter
-	tunnelsOpen    prometheus.Gauge
-	previousSecret prometheus.Counter
-	upstreamUp     prometheus.Gauge
-	draining       prometheus.Gauge
+	requests         *prometheus.CounterVec
+	byCode           [600]atomic.Pointer[prometheus.Counter]
+	authFailures     [len(auth.Results)]prometheus.Counter
+	upstreamErrors   *prometheus.CounterVec
+	inFlight         prometheus.Gauge
+	duration         prometheus.Histogram
+	upstreamWait     prometheus.Histogram
+	clientGone       prometheus.Counter
+	throttled        prometheus.Counter
+	throttledClients prometheus.Gauge
+	tunnelsOpen      prometheus.Gauge
+	previousSecret   prometheus.Counter
+	upstreamUp       prometheus.Gauge
+	draining         prometheus.Gauge
 }
 
 // NewMetrics registers warden's metrics, and the Go runtime and process
@@ -70,6 +72,14 @@ func NewMetrics(version string) *Metrics {
 			Name: "warden_websocket_tunnels_open",
 			Help: "Websocket tunnels open now (also counted in warden_requests_in_flight).",
 		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_auth_throttled_total",
+			Help: "Requests refused with 429 because their client failed to log in too often (WARDEN_AUTH_FAILURE_LIMIT).",
+		}),
+		throttledClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warden_auth_throttled_clients",
+			Help: "Clients throttled now.",
+		}),
 		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "warden_upstream_up",
 			Help: "1 when the last readiness probe reached the upstream, else 0.",
@@ -97,7 +107,7 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.requests, authFailures, m.upstreamErrors, m.inFlight, m.duration,
-		m.upstreamWait, m.clientGone, m.tunnelsOpen, m.previousSecret, m.upstreamUp, m.draining, build,
+		m.upstreamWait, m.clientGone, m.throttled, m.throttledClients, m.tunnelsOpen, m.previousSecret, m.upstreamUp, m.draining, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

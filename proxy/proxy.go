@@ -4,9 +4,12 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/paperspace/warden/auth"
+	"github.com/paperspace/warden/throttle"
 )
 
 // Authenticator checks the value of a request's Authorization header at a
@@ -52,6 +56,13 @@ type Config struct {
 	IdleTimeout time.Duration
 	// AccessLog writes one info line per request.
 	AccessLog bool
+	// AuthFailureLimit failed logins from one client within
+	// AuthFailureWindow get it 429 until the window passes; 0 turns
+	// throttling off.
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
 	// ServerTiming adds Server-Timing to proxied responses.
 	ServerTiming bool
 	// SSEHeartbeat sends an SSE comment on an event stream that has been
@@ -74,6 +85,7 @@ type Proxy struct {
 
 	exchanges sync.Pool
 	tunnels   tunnels
+	throttle  *throttle.Table
 	draining  atomic.Bool
 	// upstreamErr is the outcome of the last readiness probe: nil when the
 	// upstream accepted a connection.
@@ -112,6 +124,12 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 		}),
 	}
 	p.exchanges.New = func() any { return &exchange{p: p} }
+	if cfg.Auth != nil && cfg.AuthFailureLimit > 0 {
+		if cfg.AuthFailureWindow <= 0 {
+			return nil, errors.New("the auth failure window must be positive")
+		}
+		p.throttle = throttle.New(throttle.Config{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow})
+	}
 	p.upstreamErr.Store(&probeResult{err: errNotProbed})
 	return p, nil
 }
@@ -189,7 +207,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if p.auth != nil {
-		if !p.authorized(ctx, start) {
+		if p.throttled(ctx, start) || !p.authorized(ctx, start) {
 			return
 		}
 	}
@@ -266,7 +284,75 @@ func (p *Proxy) authorized(ctx *fasthttp.RequestCtx, start time.Time) bool {
 		return true
 	}
 	p.refuse(ctx, start, r)
+	p.countFailure(ctx, start)
 	return false
+}
+
+// throttled answers 429 to a client that failed to log in too often, without
+// checking its credentials. While no client is throttled it costs one atomic
+// load.
+func (p *Proxy) throttled(ctx *fasthttp.RequestCtx, start time.Time) bool {
+	if p.throttle == nil || p.throttle.Blocking() == 0 {
+		return false
+	}
+	retry, blocked := p.throttle.Blocked(throttleKey(p.clientAddr(ctx)), start)
+	if !blocked {
+		return false
+	}
+	p.m.throttled.Inc()
+	p.fail(ctx, start, failThrottled)
+	var b [20]byte
+	secs := int64((retry + time.Second - 1) / time.Second)
+	ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(b[:0], max(secs, 1), 10))
+	return true
+}
+
+// countFailure records a failed login, and logs a warning when it makes the
+// client throttled.
+func (p *Proxy) countFailure(ctx *fasthttp.RequestCtx, start time.Time) {
+	if p.throttle == nil {
+		return
+	}
+	key := throttleKey(p.clientAddr(ctx))
+	failures, started := p.throttle.Fail(key, start)
+	if started {
+		p.m.throttledClients.Set(float64(p.throttle.Blocking()))
+		p.log.Warn().Stringer("client", key).Int("failures", failures).
+			Stringer("window", p.cfg.AuthFailureWindow).Msg("client throttled: too many failed logins")
+	}
+}
+
+// throttleKey is the unit a client is counted in: its IPv4 address, or the
+// /64 of its IPv6 address, since one subscriber commonly holds a whole /64
+// and could otherwise rotate addresses to dodge the limit.
+func throttleKey(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// WatchThrottle ends throttling for clients whose window has passed, once a
+// second until ctx ends, and logs each.
+func (p *Proxy) WatchThrottle(ctx context.Context) {
+	if p.throttle == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	ended := func(key netip.Addr, failures int) {
+		p.log.Warn().Stringer("client", key).Int("failures", failures).Msg("client no longer throttled")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			p.throttle.Sweep(now, ended)
+			p.m.throttledClients.Set(float64(p.throttle.Blocking()))
+		}
+	}
 }
 
 // refuse answers 401 with the challenge. The reason is counted and logged
@@ -297,9 +383,17 @@ func (p *Proxy) expectContinue(ctx *fasthttp.RequestCtx) int {
 	// fasthttp sets ctx.Time() only after this callback.
 	start := time.Now()
 	if p.auth != nil {
+		if p.throttle != nil && p.throttle.Blocking() > 0 {
+			p.m.inFlight.Inc() // done, called by throttled, counts it out
+			if p.throttled(ctx, start) {
+				return fasthttp.StatusTooManyRequests
+			}
+			p.m.inFlight.Dec()
+		}
 		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), start); !r.Accepted() {
 			p.m.inFlight.Inc() // done, called by refuse, counts it out
 			p.refuse(ctx, start, r)
+			p.countFailure(ctx, start)
 			return fasthttp.StatusUnauthorized
 		}
 	}
