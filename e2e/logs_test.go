@@ -20,10 +20,11 @@ func TestLogsNeverShowTheSecretOrAttemptedPasswords(t *testing.T) {
 		t.Run(source, func(t *testing.T) {
 			up := startUpstream(t)
 			env := map[string]string{
-				"WARDEN_UPSTREAM":    "http://" + up.addr,
-				"WARDEN_LOG_LEVEL":   "trace",
-				"WARDEN_ACCESS_LOG":  "true",
-				"WARDEN_DRAIN_DELAY": "0s",
+				"WARDEN_UPSTREAM":           "http://" + up.addr,
+				"WARDEN_LOG_LEVEL":          "trace",
+				"WARDEN_ACCESS_LOG":         "true",
+				"WARDEN_DRAIN_DELAY":        "0s",
+				"WARDEN_AUTH_FAILURE_LIMIT": "0",
 			}
 			if source == "env" {
 				env["WARDEN_PASSWORD"] = secret

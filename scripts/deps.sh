@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # deps.sh: make sure the tools the end-to-end tests call are present: curl,
-# and Debian's Python with uvicorn, FastAPI and requests (the real model
-# server and client of e2e/python_test.go). Installs them with apt-get when
+# and Debian's Python with uvicorn, FastAPI, requests and websockets (the real
+# model servers and clients of e2e/python_test.go and websocket_test.go). Installs them with apt-get when
 # run as root on Debian; otherwise says what is missing, and those tests skip.
 set -euo pipefail
 
 missing=()
 command -v curl >/dev/null || missing+=(curl)
 if [[ -x /usr/bin/python3 ]]; then
-  for mod in fastapi:python3-fastapi uvicorn:python3-uvicorn requests:python3-requests; do
+  for mod in fastapi:python3-fastapi uvicorn:python3-uvicorn requests:python3-requests websockets:python3-websockets; do
     /usr/bin/python3 -c "import ${mod%%:*}" 2>/dev/null || missing+=("${mod##*:}")
   done
 else
-  missing+=(python3 python3-fastapi python3-uvicorn python3-requests)
+  missing+=(python3 python3-fastapi python3-uvicorn python3-requests python3-websockets)
 fi
 ((${#missing[@]} == 0)) && exit 0
 
