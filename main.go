@@ -59,6 +59,11 @@ func run(ctx context.Context, environ map[string]string, stderr io.Writer) error
 		checker = c
 	}
 	metrics := proxy.NewMetrics(version)
+	var previousUntil time.Time
+	if cfg.previous != "" {
+		previousUntil = cfg.PreviousPasswordUntil
+	}
+	metrics.SetConfig(cfg.Mode, cfg.tlsConfig != nil, previousUntil)
 	p, err := proxy.New(proxy.Config{
 		Upstream:            cfg.upstreamAddr,
 		Auth:                checker,

@@ -67,6 +67,9 @@ func TestSSEHeartbeatKeepsSilentStreamsAlive(t *testing.T) {
 	if !seenFirst || !strings.Contains(strings.Join(lines, "\n"), "data: second, part two") {
 		t.Errorf("events lost:\n%s", strings.Join(lines, "\n"))
 	}
+	if m := metrics(t, w); !strings.Contains(m, "warden_sse_heartbeats_total "+strconv.Itoa(before)) {
+		t.Errorf("metrics do not count the %d heartbeats", before)
+	}
 
 	_, lines = readLines(t, w, "/prefill?delay=600ms&type=application/x-ndjson")
 	for _, l := range lines {
@@ -142,8 +145,13 @@ func TestPreviousSecretWorksUntilItsDeadline(t *testing.T) {
 	if got := status("other"); got != 401 {
 		t.Fatalf("wrong secret: %d", got)
 	}
-	if !strings.Contains(metrics(t, w), "warden_auth_previous_secret_total 1") {
+	m := metrics(t, w)
+	if !strings.Contains(m, "warden_auth_previous_secret_total 1") {
 		t.Errorf("the request with the previous secret was not counted")
+	}
+	deadline := "warden_auth_previous_secret_deadline_timestamp_seconds " + strconv.FormatFloat(float64(until.UnixMilli())/1000, 'g', -1, 64)
+	if !strings.Contains(m, deadline) {
+		t.Errorf("metrics lack %q", deadline)
 	}
 	var start map[string]any
 	for _, l := range w.logLines(t) {

@@ -87,6 +87,9 @@ func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
 		t.Fatalf("with credentials over TLS: %d, %+v", resp.StatusCode, resp.TLS)
 	}
+	if m := metrics(t, w); !strings.Contains(m, `warden_config_info{mode="protected",tls="true"} 1`) {
+		t.Errorf("metrics do not show TLS on")
+	}
 	var e echoReply
 	json.Unmarshal(body, &e)
 	if got := e.Header["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "https" {

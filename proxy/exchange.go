@@ -573,6 +573,7 @@ func (x *exchange) Read(b []byte) (int, error) {
 		if perr != nil && isTimeout(perr) {
 			n := copy(b, heartbeatComment)
 			x.sent += int64(n)
+			x.p.m.heartbeats.Inc()
 			return n, nil
 		}
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -27,6 +28,9 @@ type Metrics struct {
 	throttled        prometheus.Counter
 	throttledClients prometheus.Gauge
 	tunnelsOpen      prometheus.Gauge
+	heartbeats       prometheus.Counter
+	config           *prometheus.GaugeVec
+	previousUntil    prometheus.Gauge
 	previousSecret   prometheus.Counter
 	upstreamUp       prometheus.Gauge
 	draining         prometheus.Gauge
@@ -80,6 +84,18 @@ func NewMetrics(version string) *Metrics {
 			Name: "warden_auth_throttled_clients",
 			Help: "Clients throttled now.",
 		}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warden_sse_heartbeats_total",
+			Help: "SSE keep-alive comments sent on silent event streams (WARDEN_SSE_HEARTBEAT).",
+		}),
+		config: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "warden_config_info",
+			Help: "Always 1; the labels say how this replica runs: mode (public or protected) and tls (true or false).",
+		}, []string{"mode", "tls"}),
+		previousUntil: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warden_auth_previous_secret_deadline_timestamp_seconds",
+			Help: "When the previous secret stops working (Unix time); 0 when there is none.",
+		}),
 		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "warden_upstream_up",
 			Help: "1 when the last readiness probe reached the upstream, else 0.",
@@ -107,9 +123,18 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
 	reg.MustRegister(m.requests, authFailures, m.upstreamErrors, m.inFlight, m.duration,
-		m.upstreamWait, m.clientGone, m.throttled, m.throttledClients, m.tunnelsOpen, m.previousSecret, m.upstreamUp, m.draining, build,
+		m.upstreamWait, m.clientGone, m.throttled, m.throttledClients, m.tunnelsOpen, m.heartbeats, m.config, m.previousUntil, m.previousSecret, m.upstreamUp, m.draining, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetConfig records how this replica runs, for warden_config_info and the
+// previous secret's deadline (zero: none).
+func (m *Metrics) SetConfig(mode string, tls bool, previousUntil time.Time) {
+	m.config.WithLabelValues(mode, strconv.FormatBool(tls)).Set(1)
+	if !previousUntil.IsZero() {
+		m.previousUntil.Set(float64(previousUntil.UnixMilli()) / 1000)
+	}
 }
 
 // code returns the counter for one status code, creating it on first use.
