@@ -23,7 +23,8 @@ deps:
 test: deps unit e2e fuzz
 
 unit:
-	$(GO) test -race -count=1 . ./auth/... ./proxy/...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+	$(GO) test -count=1 -run 'Alloc' ./auth/... ./proxy/... ./throttle/...
 
 e2e:
 	$(GO) test -count=1 -timeout 20m ./e2e/...

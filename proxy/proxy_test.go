@@ -241,6 +241,9 @@ func TestServeHTTPMapsUpstreamFailures(t *testing.T) {
 }
 
 func TestHandlerRefusalAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	r := newRig(t, nil)
 	var req fasthttp.Request
 	if err := req.Read(bufio.NewReader(strings.NewReader("GET /v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n\r\n"))); err != nil {
@@ -326,6 +329,9 @@ func benchmarkProxy(b *testing.B, authz string, wantStatus, failureLimit int) {
 // The whole path of a proxied request, client and upstream included,
 // allocates nothing once warm.
 func TestProxiedRequestAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	c, stop := benchRig(t, 20)
 	defer stop()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
