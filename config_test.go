@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"errors"
 	"os"
 	"path/filepath"
@@ -166,7 +167,7 @@ func TestREADMEListsEveryWardenError(t *testing.T) {
 
 func TestRunRejectsBadConfigurationWithoutListening(t *testing.T) {
 	var stderr bytes.Buffer
-	err := run(context.Background(), map[string]string{"WARDEN_MODE": "nope"}, &stderr)
+	err := run(context.Background(), nil, map[string]string{"WARDEN_MODE": "nope"}, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "WARDEN_MODE") {
 		t.Fatalf("run = %v", err)
 	}
@@ -177,12 +178,12 @@ func TestRunServesUntilCancelledThenReturnsNil(t *testing.T) {
 	var stderr syncWriter
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, map[string]string{
+		done <- run(ctx, nil, map[string]string{
 			"WARDEN_LISTEN":       "127.0.0.1:0",
 			"WARDEN_ADMIN_LISTEN": "127.0.0.1:0",
 			"WARDEN_PASSWORD":     "secret-for-run",
 			"WARDEN_DRAIN_DELAY":  "0s",
-		}, &stderr)
+		}, io.Discard, &stderr)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(stderr.String(), "warden started") {

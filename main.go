@@ -2,25 +2,21 @@
 // credentials and forwards authorised requests to one upstream on localhost,
 // streaming both ways. Configuration comes from WARDEN_* variables only; see
 // README.md.
+//
+//	warden                  protect the upstream named by WARDEN_UPSTREAM
+//	warden -- CMD ARGS...   start CMD as the upstream and protect it
 package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
-
-	"github.com/paperspace/warden/auth"
-	"github.com/paperspace/warden/proxy"
 
 	"github.com/caarlos0/env/v11"
-	"github.com/rs/zerolog"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
@@ -28,169 +24,61 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, env.ToMap(os.Environ()), os.Stderr)
+	err := run(ctx, os.Args[1:], env.ToMap(os.Environ()), os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	var exit exitStatus
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
 		os.Exit(1)
 	}
 }
 
+// exitStatus is the status warden exits with in wrapper mode: the model
+// server's.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+const usage = `usage:
+  warden                  protect the upstream named by WARDEN_UPSTREAM
+  warden -- CMD [ARGS...] start CMD as the model server and protect it
+  warden --version        print the version
+
+Configuration comes from WARDEN_* environment variables; see README.md.
+`
+
 // run starts warden and blocks until ctx ends, then drains and shuts down.
 // It reads its configuration from environ only and never exits the process.
-func run(ctx context.Context, environ map[string]string, stderr io.Writer) error {
+// With "--" and a command it runs that command as the upstream, and returns
+// its exit status as an exitStatus.
+func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) error {
+	var command []string
+	switch {
+	case len(args) == 0:
+	case args[0] == "--":
+		command = args[1:]
+		if len(command) == 0 {
+			return errors.New("wrapper mode needs a command after --\n" + usage)
+		}
+	case args[0] == "--version" || args[0] == "version":
+		fmt.Fprintln(stdout, "warden", version)
+		return nil
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return fmt.Errorf("unknown argument %q\n%s", args[0], usage)
+	}
 	cfg, err := loadConfig(environ)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-
-	var checker proxy.Authenticator
-	if cfg.Mode == modeProtected {
-		c, err := auth.New(cfg.Username, cfg.secret)
-		if err != nil {
-			return fmt.Errorf("%s: %w", cfg.secretSource, err) // validated already; kept for safety
-		}
-		if cfg.previous != "" {
-			if c, err = c.WithPrevious(cfg.previous, cfg.PreviousPasswordUntil); err != nil {
-				return fmt.Errorf("%s: %w", cfg.previousSource, err)
-			}
-		}
-		checker = c
+	var childEnviron []string
+	for k, v := range environ {
+		childEnviron = append(childEnviron, k+"="+v)
 	}
-	metrics := proxy.NewMetrics(version)
-	var previousUntil time.Time
-	if cfg.previous != "" {
-		previousUntil = cfg.PreviousPasswordUntil
-	}
-	metrics.SetConfig(cfg.Mode, cfg.tlsConfig != nil, previousUntil)
-	p, err := proxy.New(proxy.Config{
-		Upstream:            cfg.upstreamAddr,
-		Auth:                checker,
-		Realm:               cfg.Realm,
-		UpstreamTimeout:     cfg.UpstreamTimeout,
-		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
-		UpstreamMaxConns:    cfg.UpstreamMaxConns,
-		MaxBodyBytes:        cfg.MaxBodyBytes,
-		MaxHeaderBytes:      cfg.MaxHeaderBytes,
-		ReadHeaderTimeout:   cfg.ReadHeaderTimeout,
-		IdleTimeout:         cfg.IdleTimeout,
-		AccessLog:           cfg.AccessLog,
-		AuthFailureLimit:    cfg.AuthFailureLimit,
-		AuthFailureWindow:   cfg.AuthFailureWindow,
-		TrustedProxies:      cfg.trusted,
-		ServerTiming:        cfg.ServerTiming,
-		SSEHeartbeat:        cfg.SSEHeartbeat,
-		Log:                 log,
-		Metrics:             metrics,
-	})
-	if err != nil {
-		return fmt.Errorf("WARDEN_UPSTREAM: %w", err)
-	}
-	defer p.Close()
-
-	proxyLn, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("WARDEN_LISTEN: %w", err)
-	}
-	if cfg.tlsConfig != nil {
-		proxyLn = tls.NewListener(proxyLn, cfg.tlsConfig)
-	}
-	adminLn, err := net.Listen("tcp", cfg.AdminListen)
-	if err != nil {
-		_ = proxyLn.Close()
-		return fmt.Errorf("WARDEN_ADMIN_LISTEN: %w", err)
-	}
-
-	// The listeners are open: log the start line before anything can be
-	// served, so that it comes first.
-	logStart(log, cfg, proxyLn.Addr(), adminLn.Addr())
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go p.WatchUpstream(watchCtx)
-	go p.WatchThrottle(watchCtx)
-	srv, admin := p.Server(), p.AdminServer()
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(proxyLn) }()
-	go func() { serveErr <- admin.Serve(adminLn) }()
-
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		// A listener failed under us: nothing to drain.
-		_ = srv.Shutdown()
-		_ = admin.Shutdown()
-		return fmt.Errorf("serve: %w", err)
-	}
-
-	// Drain: readiness fails at once so the platform stops sending new
-	// requests, but they are still served until the delay is over.
-	p.StartDraining()
-	log.Info().Stringer("drain_delay", cfg.DrainDelay).Stringer("shutdown_timeout", cfg.ShutdownTimeout).
-		Msg("signal received: draining")
-	time.Sleep(cfg.DrainDelay)
-
-	// Then stop accepting and give in-flight requests their time.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.ShutdownWithContext(shutdownCtx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			log.Warn().Stringer("shutdown_timeout", cfg.ShutdownTimeout).
-				Msg("shutdown timeout reached: closing the connections still open")
-		} else {
-			log.Warn().Err(err).Msg("shutdown")
-		}
-	}
-	// Websocket tunnels are hijacked connections that fasthttp no longer
-	// tracks: they get what is left of the shutdown timeout.
-	if cut := p.CloseTunnels(shutdownCtx); cut > 0 {
-		log.Warn().Int("tunnels", cut).Msg("shutdown timeout reached: closing websocket tunnels still open")
-	}
-	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), time.Second)
-	defer cancelAdmin()
-	_ = admin.ShutdownWithContext(adminCtx)
-	log.Info().Msg("stopped")
-	return nil
-}
-
-func newLogger(cfg *config, stderr io.Writer) zerolog.Logger {
-	w := stderr
-	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
-	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	return zerolog.New(w).Level(cfg.logLevel).With().Timestamp().Logger()
-}
-
-// logStart writes the one start line, and a warning for public mode and
-// for unknown variables. The secret appears only as its fingerprint.
-func logStart(log zerolog.Logger, cfg *config, listen, admin net.Addr) {
-	for _, name := range cfg.unknownEnvVars {
-		log.Warn().Str("variable", name).Msg("unknown WARDEN_ variable ignored: check its spelling")
-	}
-	e := log.Info().
-		Str("version", version).
-		Str("mode", cfg.Mode).
-		Str("upstream", cfg.Upstream).
-		Str("listen", listen.String()).
-		Str("admin_listen", admin.String())
-	e = e.Bool("tls", cfg.tlsConfig != nil)
-	if cfg.Mode == modeProtected {
-		e = e.Str("username", cfg.Username).
-			Str("secret_source", cfg.secretSource).
-			Str("secret_fingerprint", auth.Fingerprint(cfg.secret))
-		if cfg.previous != "" {
-			e = e.Str("previous_secret_source", cfg.previousSource).
-				Str("previous_secret_fingerprint", auth.Fingerprint(cfg.previous)).
-				Time("previous_secret_until", cfg.PreviousPasswordUntil)
-		}
-	}
-	e.Msg("warden started")
-	if cfg.previous != "" && !time.Now().Before(cfg.PreviousPasswordUntil) {
-		log.Warn().Time("previous_secret_until", cfg.PreviousPasswordUntil).
-			Msg("the previous secret's deadline has passed: only the current secret is accepted")
-	}
-	if cfg.Mode == modePublic {
-		log.Warn().Msg("public mode: requests are forwarded without authentication")
-	}
+	return serve(ctx, cfg, command, childEnviron, stderr)
 }

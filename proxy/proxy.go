@@ -87,6 +87,8 @@ type Proxy struct {
 	tunnels   tunnels
 	throttle  *throttle.Table
 	draining  atomic.Bool
+	// drainReason says why, for /readyz.
+	drainReason atomic.Pointer[string]
 	// upstreamErr is the outcome of the last readiness probe: nil when the
 	// upstream accepted a connection.
 	upstreamErr atomic.Pointer[probeResult]
@@ -177,9 +179,10 @@ func (p *Proxy) Server() *fasthttp.Server {
 	}
 }
 
-// StartDraining turns /readyz to 503 and asks clients to close their
-// keep-alive connections, ahead of shutdown.
-func (p *Proxy) StartDraining() {
+// StartDraining turns /readyz to 503, with the reason in its body, and asks
+// clients to close their keep-alive connections, ahead of shutdown.
+func (p *Proxy) StartDraining(reason string) {
+	p.drainReason.Store(&reason)
 	p.draining.Store(true)
 	p.m.draining.Set(1)
 }

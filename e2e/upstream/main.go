@@ -17,9 +17,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -52,10 +55,30 @@ type echoReply struct {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8000", "address to listen on")
+	// For wrapper-mode tests, where this runs as warden's child.
+	listenDelay := flag.Duration("listen-delay", 0, "wait this long before listening")
+	exitAfter := flag.Duration("exit-after", 0, "exit on its own after this long (0: never)")
+	exitCode := flag.Int("exit-code", 0, "status for -exit-after")
+	onTerm := flag.String("on-term", "default", "on SIGTERM: default (die by the signal), graceful (exit 0), ignore")
+	grandchildren := flag.Bool("grandchildren", false, "start two long sleeps, one in a new session, and print their pids")
 	flag.Parse()
+	handleTerm(*onTerm)
+	if *grandchildren {
+		startGrandchildren()
+	}
+	if *exitAfter > 0 {
+		time.AfterFunc(*exitAfter, func() {
+			fmt.Printf("upstream exiting with status %d\n", *exitCode)
+			os.Exit(*exitCode)
+		})
+	}
+	time.Sleep(*listenDelay)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/__stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, stats{requests.Load(), streamsCanceled.Load(), streamsActive.Load()})
+	})
+	mux.HandleFunc("/__env", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, os.Environ())
 	})
 	mux.HandleFunc("/__last", func(w http.ResponseWriter, r *http.Request) {
 		lastMu.Lock()
@@ -83,6 +106,37 @@ func main() {
 	}
 	fmt.Fprintf(os.Stdout, "upstream listening on %s\n", ln.Addr())
 	log.Fatal(srv.Serve(ln))
+}
+
+// handleTerm sets what SIGTERM does; each choice prints a line with the
+// time, so tests can tell when the signal came.
+func handleTerm(mode string) {
+	if mode == "default" {
+		return
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM)
+	go func() {
+		for range ch {
+			fmt.Printf("upstream got SIGTERM at %d\n", time.Now().UnixMilli())
+			if mode == "graceful" {
+				os.Exit(0)
+			}
+		}
+	}()
+}
+
+// startGrandchildren starts two sleeps that outlive this process unless
+// someone kills them: one in this process group, one in a new session.
+func startGrandchildren() {
+	for _, setsid := range []bool{false, true} {
+		cmd := exec.Command("sleep", "300")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: setsid}
+		if err := cmd.Start(); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("grandchild pid=%d setsid=%v\n", cmd.Process.Pid, setsid)
+	}
 }
 
 func counted(h http.HandlerFunc) http.HandlerFunc {

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/paperspace/warden/auth"
+	"github.com/paperspace/warden/proxy"
+)
+
+// serve runs warden with a loaded configuration until ctx ends, then drains
+// and shuts down. With a command, it starts the model server as a child
+// first and stops it last, and returns its exit status.
+func serve(ctx context.Context, cfg *config, command, childEnviron []string, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+
+	var checker proxy.Authenticator
+	if cfg.Mode == modeProtected {
+		c, err := auth.New(cfg.Username, cfg.secret)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.secretSource, err) // validated already; kept for safety
+		}
+		if cfg.previous != "" {
+			if c, err = c.WithPrevious(cfg.previous, cfg.PreviousPasswordUntil); err != nil {
+				return fmt.Errorf("%s: %w", cfg.previousSource, err)
+			}
+		}
+		checker = c
+	}
+	metrics := proxy.NewMetrics(version)
+	var previousUntil time.Time
+	if cfg.previous != "" {
+		previousUntil = cfg.PreviousPasswordUntil
+	}
+	metrics.SetConfig(cfg.Mode, cfg.tlsConfig != nil, previousUntil)
+	p, err := proxy.New(proxy.Config{
+		Upstream:            cfg.upstreamAddr,
+		Auth:                checker,
+		Realm:               cfg.Realm,
+		UpstreamTimeout:     cfg.UpstreamTimeout,
+		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
+		UpstreamMaxConns:    cfg.UpstreamMaxConns,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		MaxHeaderBytes:      cfg.MaxHeaderBytes,
+		ReadHeaderTimeout:   cfg.ReadHeaderTimeout,
+		IdleTimeout:         cfg.IdleTimeout,
+		AccessLog:           cfg.AccessLog,
+		AuthFailureLimit:    cfg.AuthFailureLimit,
+		AuthFailureWindow:   cfg.AuthFailureWindow,
+		TrustedProxies:      cfg.trusted,
+		ServerTiming:        cfg.ServerTiming,
+		SSEHeartbeat:        cfg.SSEHeartbeat,
+		Log:                 log,
+		Metrics:             metrics,
+	})
+	if err != nil {
+		return fmt.Errorf("WARDEN_UPSTREAM: %w", err)
+	}
+	defer p.Close()
+
+	proxyLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("WARDEN_LISTEN: %w", err)
+	}
+	if cfg.tlsConfig != nil {
+		proxyLn = tls.NewListener(proxyLn, cfg.tlsConfig)
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		_ = proxyLn.Close()
+		return fmt.Errorf("WARDEN_ADMIN_LISTEN: %w", err)
+	}
+
+	// The listeners are open: log the start line before anything can be
+	// served, so that it comes first.
+	logStart(log, cfg, proxyLn.Addr(), adminLn.Addr())
+
+	// Wrapper mode: the model server starts now; /readyz stays 503 until it
+	// accepts connections, like any upstream.
+	var model *child
+	var modelExited <-chan struct{}
+	if command != nil {
+		model, err = startChild(command, childEnviron)
+		if err != nil {
+			_ = proxyLn.Close()
+			_ = adminLn.Close()
+			return err
+		}
+		defer model.Cleanup()
+		modelExited = model.Exited()
+		log.Info().Strs("command", command).Int("pid", model.cmd.Process.Pid).Msg("model server started")
+		stopForwarding := model.ForwardSignals()
+		defer stopForwarding()
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go p.WatchUpstream(watchCtx)
+	go p.WatchThrottle(watchCtx)
+	srv, admin := p.Server(), p.AdminServer()
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(proxyLn) }()
+	go func() { serveErr <- admin.Serve(adminLn) }()
+
+	reason := "shutting down"
+	select {
+	case <-ctx.Done():
+		log.Info().Stringer("drain_delay", cfg.DrainDelay).Stringer("shutdown_timeout", cfg.ShutdownTimeout).
+			Msg("signal received: draining")
+	case <-modelExited:
+		reason = "the model server exited (" + model.Describe() + ")"
+		log.Error().Str("status", model.Describe()).Stringer("drain_delay", cfg.DrainDelay).
+			Msg("the model server exited: draining")
+	case err := <-serveErr:
+		// A listener failed under us: nothing to drain.
+		_ = srv.Shutdown()
+		_ = admin.Shutdown()
+		if model != nil {
+			model.Stop(cfg.ShutdownTimeout)
+		}
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// Drain: readiness fails at once so the platform stops sending new
+	// requests, but they are still served until the delay is over.
+	p.StartDraining(reason)
+	time.Sleep(cfg.DrainDelay)
+
+	// Then stop accepting and give in-flight requests their time.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.ShutdownWithContext(shutdownCtx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Warn().Stringer("shutdown_timeout", cfg.ShutdownTimeout).
+				Msg("shutdown timeout reached: closing the connections still open")
+		} else {
+			log.Warn().Err(err).Msg("shutdown")
+		}
+	}
+	// Websocket tunnels are hijacked connections that fasthttp no longer
+	// tracks: they get what is left of the shutdown timeout.
+	if cut := p.CloseTunnels(shutdownCtx); cut > 0 {
+		log.Warn().Int("tunnels", cut).Msg("shutdown timeout reached: closing websocket tunnels still open")
+	}
+	// Only now, with no request left that needs it, the model server is
+	// asked to stop: SIGTERM, then SIGKILL after the shutdown timeout.
+	status := 0
+	if model != nil {
+		if model.Stop(cfg.ShutdownTimeout) {
+			log.Warn().Stringer("shutdown_timeout", cfg.ShutdownTimeout).
+				Msg("the model server did not stop in time: killed")
+		}
+		status = model.ExitCode()
+		log.Info().Str("status", model.Describe()).Msg("model server stopped")
+	}
+	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), time.Second)
+	defer cancelAdmin()
+	_ = admin.ShutdownWithContext(adminCtx)
+	log.Info().Int("exit_status", status).Msg("stopped")
+	if status != 0 {
+		return exitStatus(status)
+	}
+	return nil
+}
+
+func newLogger(cfg *config, stderr io.Writer) zerolog.Logger {
+	w := stderr
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(w).Level(cfg.logLevel).With().Timestamp().Logger()
+}
+
+// logStart writes the one start line, and a warning for public mode and
+// for unknown variables. The secret appears only as its fingerprint.
+func logStart(log zerolog.Logger, cfg *config, listen, admin net.Addr) {
+	for _, name := range cfg.unknownEnvVars {
+		log.Warn().Str("variable", name).Msg("unknown WARDEN_ variable ignored: check its spelling")
+	}
+	e := log.Info().
+		Str("version", version).
+		Str("mode", cfg.Mode).
+		Str("upstream", cfg.Upstream).
+		Str("listen", listen.String()).
+		Str("admin_listen", admin.String())
+	e = e.Bool("tls", cfg.tlsConfig != nil)
+	if cfg.Mode == modeProtected {
+		e = e.Str("username", cfg.Username).
+			Str("secret_source", cfg.secretSource).
+			Str("secret_fingerprint", auth.Fingerprint(cfg.secret))
+		if cfg.previous != "" {
+			e = e.Str("previous_secret_source", cfg.previousSource).
+				Str("previous_secret_fingerprint", auth.Fingerprint(cfg.previous)).
+				Time("previous_secret_until", cfg.PreviousPasswordUntil)
+		}
+	}
+	e.Msg("warden started")
+	if cfg.previous != "" && !time.Now().Before(cfg.PreviousPasswordUntil) {
+		log.Warn().Time("previous_secret_until", cfg.PreviousPasswordUntil).
+			Msg("the previous secret's deadline has passed: only the current secret is accepted")
+	}
+	if cfg.Mode == modePublic {
+		log.Warn().Msg("public mode: requests are forwarded without authentication")
+	}
+}
