@@ -19,7 +19,7 @@ func TestExitCodeFollowsShellConventions(t *testing.T) {
 		want int
 	}{
 		{0, 0},
-		{3 << 8, 3},                              // exited with 3
+		{3 << 8, 3}, // exited with 3
 		{syscall.WaitStatus(syscall.SIGKILL), 137}, // killed by SIGKILL
 		{syscall.WaitStatus(syscall.SIGTERM), 143},
 	}

@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	case args[0] == "--":
 		command = args[1:]
 		if len(command) == 0 {
-			return errors.New("wrapper mode needs a command after --\n" + usage)
+			return errors.New("wrapper mode needs a command after -- (see warden --help)")
 		}
 	case args[0] == "--version" || args[0] == "version":
 		fmt.Fprintln(stdout, "warden", version)
@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown argument %q\n%s", args[0], usage)
+		return fmt.Errorf("unknown argument %q (see warden --help)", args[0])
 	}
 	cfg, err := loadConfig(environ)
 	if err != nil {
