@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: build run deps test unit e2e e2e-race fuzz bench lint clean
+.PHONY: build run deps test check unit e2e e2e-race fuzz bench lint chart image image-test clean
 
 ## build: a static binary in bin/warden
 build:
@@ -19,8 +19,14 @@ run:
 deps:
 	bash scripts/deps.sh
 
-## test: unit tests with the race detector, end-to-end tests, a short fuzz run
-test: deps unit e2e fuzz
+## test: every test: unit (race detector), end to end (also with warden
+## under the race detector), fuzzing, the container image and the Helm chart.
+## image-test and chart need root on Debian (they install buildah, podman and
+## etcd); the first chart run builds Kubernetes' API server (about 8 minutes).
+test: deps unit e2e e2e-race fuzz image-test chart
+
+## check: the quick loop while developing: unit, end to end, fuzzing
+check: deps unit e2e fuzz
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
@@ -45,6 +51,19 @@ bench:
 lint:
 	@test -x bin/golangci-lint || GOBIN=$(CURDIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	bin/golangci-lint run ./...
+
+## chart: the Helm chart's checks: lint, helm-unittest, server-side validation (scripts/chart-test.sh)
+chart:
+	bash scripts/chart-test.sh
+
+IMAGE ?= warden:$(VERSION)
+## image: the container image, built from Dockerfile with buildah (or: docker build -t warden .)
+image:
+	buildah bud --layers --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+## image-test: build Dockerfile on local stand-in bases, test the image hardened under podman (root, Debian)
+image-test:
+	VERSION=$(VERSION) bash scripts/image-test.sh
 
 clean:
 	rm -rf bin
