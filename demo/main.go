@@ -38,7 +38,6 @@ func main() {
 	// Stop cleanly on SIGTERM, as a model server should: warden (in wrapper
 	// mode) exits with this status.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go func() {
 		<-ctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -46,7 +45,9 @@ func main() {
 		_ = srv.Shutdown(shutdownCtx)
 	}()
 	log.Printf("demo model server listening on %s", *listen)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	err := srv.ListenAndServe()
+	stop()
+	if !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
 	log.Print("demo model server stopped")
