@@ -253,6 +253,13 @@ func startWarden(t testing.TB, env map[string]string) *wardenProc {
 
 func startWardenNoWait(t testing.TB, env map[string]string) *wardenProc {
 	t.Helper()
+	return startWardenArgs(t, env)
+}
+
+// startWardenArgs starts warden with args and env on free loopback ports,
+// without waiting. Variables in env override the defaults set here.
+func startWardenArgs(t testing.TB, env map[string]string, args ...string) *wardenProc {
+	t.Helper()
 	merged := map[string]string{
 		"WARDEN_LISTEN":       freeAddr(t),
 		"WARDEN_ADMIN_LISTEN": freeAddr(t),
@@ -265,7 +272,7 @@ func startWardenNoWait(t testing.TB, env map[string]string) *wardenProc {
 	for k, v := range merged {
 		list = append(list, k+"="+v)
 	}
-	p := startProc(t, "warden", list, wardenBin)
+	p := startProc(t, "warden", list, wardenBin, args...)
 	return &wardenProc{proc: p, addr: merged["WARDEN_LISTEN"], admin: merged["WARDEN_ADMIN_LISTEN"]}
 }
 

@@ -49,37 +49,43 @@ func testdataDir(t testing.TB) string {
 // pythonEnv is what every Python process gets besides PATH and HOME.
 var pythonEnv = []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"}
 
-var (
-	pythonCheckOnce sync.Once
-	pythonCheckErr  error
-)
+// pythonChecks remembers, per import line, whether /usr/bin/python3 can run
+// it, so that each is tried once per test binary.
+var pythonChecks sync.Map // import line -> func() error (a sync.OnceValue)
 
-// requirePython skips the test when /usr/bin/python3 cannot import
-// fastapi, uvicorn and requests, or /usr/bin/curl is missing; with
-// WARDEN_E2E_REQUIRE_PYTHON=1 it fails instead.
-func requirePython(t testing.TB) {
+// requirePythonImports skips the test when /usr/bin/python3 cannot run the
+// import line (or /usr/bin/curl is missing); with WARDEN_E2E_REQUIRE_PYTHON=1
+// it fails instead. apt names the Debian packages to install.
+func requirePythonImports(t testing.TB, imports, apt string) {
 	t.Helper()
-	pythonCheckOnce.Do(func() {
+	check, _ := pythonChecks.LoadOrStore(imports, sync.OnceValue(func() error {
 		if _, err := os.Stat(curlBin); err != nil {
-			pythonCheckErr = fmt.Errorf("%s: %w", curlBin, err)
-			return
+			return fmt.Errorf("%s: %w", curlBin, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, pythonBin, "-c", "import fastapi, uvicorn, requests")
+		cmd := exec.CommandContext(ctx, pythonBin, "-c", imports)
 		cmd.Env = append(baseEnv(), pythonEnv...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			pythonCheckErr = fmt.Errorf("%s cannot import fastapi, uvicorn and requests (apt-get install python3-fastapi python3-uvicorn python3-requests): %w\n%s",
-				pythonBin, err, out)
+			return fmt.Errorf("%s cannot %q (apt-get install %s): %w\n%s", pythonBin, imports, apt, err, out)
 		}
-	})
-	if pythonCheckErr == nil {
+		return nil
+	}))
+	err := check.(func() error)()
+	if err == nil {
 		return
 	}
 	if os.Getenv("WARDEN_E2E_REQUIRE_PYTHON") == "1" {
-		t.Fatalf("WARDEN_E2E_REQUIRE_PYTHON=1 but %v", pythonCheckErr)
+		t.Fatalf("WARDEN_E2E_REQUIRE_PYTHON=1 but %v", err)
 	}
-	t.Skipf("skipping the Python model server tests (set WARDEN_E2E_REQUIRE_PYTHON=1 to make this fail): %v", pythonCheckErr)
+	t.Skipf("skipping (set WARDEN_E2E_REQUIRE_PYTHON=1 to make this fail): %v", err)
+}
+
+// requirePython is requirePythonImports for the model server and its
+// clients: FastAPI, uvicorn and requests.
+func requirePython(t testing.TB) {
+	t.Helper()
+	requirePythonImports(t, "import fastapi, uvicorn, requests", "python3-fastapi python3-uvicorn python3-requests")
 }
 
 // baseEnv is the environment of client processes: no proxy variables, so

@@ -20,20 +20,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
-
-var (
-	websocketsCheckOnce sync.Once
-	websocketsCheckErr  error
 )
 
 // requireWebsockets skips the test when /usr/bin/python3 cannot import
@@ -41,24 +34,7 @@ var (
 // instead.
 func requireWebsockets(t testing.TB) {
 	t.Helper()
-	websocketsCheckOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, pythonBin, "-c",
-			"import websockets, websockets.legacy.server, websockets.legacy.client")
-		cmd.Env = append(baseEnv(), pythonEnv...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			websocketsCheckErr = fmt.Errorf("%s cannot import websockets (apt-get install python3-websockets): %w\n%s",
-				pythonBin, err, out)
-		}
-	})
-	if websocketsCheckErr == nil {
-		return
-	}
-	if os.Getenv("WARDEN_E2E_REQUIRE_PYTHON") == "1" {
-		t.Fatalf("WARDEN_E2E_REQUIRE_PYTHON=1 but %v", websocketsCheckErr)
-	}
-	t.Skipf("skipping the websocket tests (set WARDEN_E2E_REQUIRE_PYTHON=1 to make this fail): %v", websocketsCheckErr)
+	requirePythonImports(t, "import websockets, websockets.legacy.server, websockets.legacy.client", "python3-websockets")
 }
 
 // --- the server ---

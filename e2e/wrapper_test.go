@@ -17,23 +17,8 @@ import (
 // upstream as its child on modelAddr and protects it.
 func startWrapped(t *testing.T, env map[string]string, modelAddr string, childArgs ...string) *wardenProc {
 	t.Helper()
-	merged := map[string]string{
-		"WARDEN_LISTEN":       freeAddr(t),
-		"WARDEN_ADMIN_LISTEN": freeAddr(t),
-		"WARDEN_UPSTREAM":     "http://" + modelAddr,
-		"WARDEN_PASSWORD":     testPassword,
-		"WARDEN_LOG_LEVEL":    "debug",
-	}
-	for k, v := range env {
-		merged[k] = v
-	}
-	var list []string
-	for k, v := range merged {
-		list = append(list, k+"="+v)
-	}
 	args := append([]string{"--", upstreamBin, "-listen", modelAddr}, childArgs...)
-	p := startProc(t, "warden", list, wardenBin, args...)
-	return &wardenProc{proc: p, addr: merged["WARDEN_LISTEN"], admin: merged["WARDEN_ADMIN_LISTEN"]}
+	return startWardenArgs(t, merge(protectedEnv(modelAddr), env), args...)
 }
 
 func readyz(w *wardenProc) (int, string) {
@@ -241,15 +226,14 @@ func TestWrapperModeWithUvicornAsTheChild(t *testing.T) {
 	requirePython(t)
 	modelAddr := freeAddr(t)
 	_, port, _ := strings.Cut(modelAddr, ":")
-	env := []string{
-		"WARDEN_LISTEN=" + freeAddr(t), "WARDEN_ADMIN_LISTEN=" + freeAddr(t),
-		"WARDEN_UPSTREAM=http://" + modelAddr, "WARDEN_PASSWORD=" + testPassword,
-		"WARDEN_DRAIN_DELAY=200ms", "WARDEN_SHUTDOWN_TIMEOUT=10s",
+	env := merge(protectedEnv(modelAddr), map[string]string{"WARDEN_DRAIN_DELAY": "200ms", "WARDEN_SHUTDOWN_TIMEOUT": "10s"})
+	for _, kv := range pythonEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
-	env = append(env, pythonEnv...)
-	p := startProc(t, "warden", env, wardenBin, "--", pythonBin, "-m", "uvicorn", "model_server:app",
+	w := startWardenArgs(t, env, "--", pythonBin, "-m", "uvicorn", "model_server:app",
 		"--app-dir", testdataDir(t), "--host", "127.0.0.1", "--port", port)
-	w := &wardenProc{proc: p, addr: strings.TrimPrefix(env[0], "WARDEN_LISTEN="), admin: strings.TrimPrefix(env[1], "WARDEN_ADMIN_LISTEN=")}
+	p := w.proc
 	waitFor(t, 20*time.Second, "uvicorn behind warden to be ready", func() bool {
 		if p.exited() {
 			t.Fatalf("warden exited: %s", p.out.String())
