@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/caarlos0/env/v11"
@@ -23,6 +24,7 @@ import (
 var version = "dev"
 
 func main() {
+	raiseGOMAXPROCS()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], env.ToMap(os.Environ()), os.Stdout, os.Stderr)
 	stop()
@@ -33,6 +35,23 @@ func main() {
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
 		os.Exit(1)
+	}
+}
+
+// minProcs is the fewest Ps warden runs with. With one or two, every P is
+// busy whenever warden is, so the runtime's sysmon keeps retaking Ps from
+// goroutines in short socket syscalls and never backs off (tens of thousands
+// of wake-ups and context switches a second). With an idle P to spare it
+// leaves them alone: measured on one pinned CPU, 4 Ps cost 20% less CPU per
+// proxied request and served 22% more requests than 1 (README, Performance).
+// The extra Ps add threads, not work: warden allocates nothing per request,
+// so there is no garbage collection to spread over them.
+const minProcs = 4
+
+// raiseGOMAXPROCS applies minProcs unless the operator set GOMAXPROCS.
+func raiseGOMAXPROCS() {
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set && runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
 	}
 }
 

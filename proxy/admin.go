@@ -5,9 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
 // Readiness probing: how often, and how long one probe may take. Platform
@@ -80,7 +78,6 @@ func (e drainingError) Error() string { return "draining: " + e.reason }
 
 // AdminHandler serves the admin port: GET /healthz, /readyz and /metrics.
 func (p *Proxy) AdminHandler() fasthttp.RequestHandler {
-	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(p.m.Registry, promhttp.HandlerOpts{}))
 	return func(ctx *fasthttp.RequestCtx) {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
@@ -101,7 +98,8 @@ func (p *Proxy) AdminHandler() fasthttp.RequestHandler {
 			}
 			ctx.SetBodyString("ok\n")
 		case "/metrics":
-			metrics(ctx)
+			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+			ctx.Response.SetBodyRaw(p.m.AppendText(nil))
 		default:
 			ctx.Error("not found: the admin port serves /healthz, /readyz and /metrics\n", fasthttp.StatusNotFound)
 		}

@@ -269,7 +269,7 @@ func (x *exchange) roundTrip() error {
 			// have refused the body with a response before closing.
 			if rerr := x.readHead(c, time.Now().Add(p.cfg.UpstreamTimeout)); rerr == nil {
 				x.headersAt = time.Now()
-				p.m.upstreamWait.Observe(x.headersAt.Sub(x.sentAt).Seconds())
+				p.m.upstreamWait.Observe(x.headersAt.Sub(x.sentAt))
 				x.conn = c
 				if err != nil {
 					// The request did not go out whole: never reuse.

@@ -1,155 +1,313 @@
 package proxy
 
 import (
+	"os"
+	"runtime/metrics"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/paperspace/warden/auth"
 )
 
-// Metrics are warden's Prometheus metrics. Every series the request path
-// touches is resolved once, so that recording costs a few atomic adds and
-// no allocation.
+// Metrics are warden's Prometheus metrics, in the text exposition format
+// (version 0.0.4). They are plain atomics written out at scrape time: the
+// request path pays a few atomic adds and allocates nothing.
+//
+// warden does not use the Prometheus client library: with its dependencies
+// (protobuf among them) it made up a third of the binary, and since the
+// binary's pages are most of warden's resident memory, about 3 MB of RSS in
+// every pod, for a handful of counters (README, Performance).
 type Metrics struct {
-	Registry *prometheus.Registry
+	version string
+	start   time.Time
 
-	requests         *prometheus.CounterVec
-	byCode           [600]atomic.Pointer[prometheus.Counter]
-	authFailures     [len(auth.Results)]prometheus.Counter
-	upstreamErrors   *prometheus.CounterVec
-	inFlight         prometheus.Gauge
-	duration         prometheus.Histogram
-	upstreamWait     prometheus.Histogram
-	clientGone       prometheus.Counter
-	throttled        prometheus.Counter
-	throttledClients prometheus.Gauge
-	tunnelsOpen      prometheus.Gauge
-	heartbeats       prometheus.Counter
-	config           *prometheus.GaugeVec
-	previousUntil    prometheus.Gauge
-	previousSecret   prometheus.Counter
-	upstreamUp       prometheus.Gauge
-	draining         prometheus.Gauge
+	requests       [600]counter // by status code; higher codes are counted as 599
+	authFailures   [len(auth.Results)]counter
+	upstreamErrors [len(upstreamErrorKinds)]counter
+	inFlight       gauge
+	duration       *histogram
+	upstreamWait   *histogram
+	clientGone     counter
+	throttled      counter
+	throttledNow   gauge
+	tunnelsOpen    gauge
+	heartbeats     counter
+	previousSecret counter
+	previousUntil  gauge // Unix milliseconds
+	upstreamUp     gauge
+	draining       gauge
+	configMode     string
+	configTLS      bool
 }
 
-// NewMetrics registers warden's metrics, and the Go runtime and process
-// collectors, on a new registry.
+// upstreamErrorKinds label warden_upstream_errors_total.
+var upstreamErrorKinds = [...]string{"connect", "connect_timeout", "timeout", "busy", "protocol", "body"}
+
+// NewMetrics returns warden's metrics for a build version.
 func NewMetrics(version string) *Metrics {
-	reg := prometheus.NewRegistry()
-	m := &Metrics{
-		Registry: reg,
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "warden_requests_total",
-			Help: "Requests answered on the proxy port, by HTTP status code (warden's own answers included).",
-		}, []string{"code"}),
-		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "warden_upstream_errors_total",
-			Help: "Failed exchanges with the upstream, by kind: connect, connect_timeout, timeout, busy, protocol, body.",
-		}, []string{"kind"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warden_requests_in_flight",
-			Help: "Requests being served on the proxy port, streams included.",
+	return &Metrics{
+		version: version,
+		start:   time.Now(),
+		duration: newHistogram([]float64{
+			.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "warden_request_duration_seconds",
-			Help:    "Time from the request's arrival to the last byte of the response, streams included.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
-		}),
-		upstreamWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "warden_upstream_response_header_seconds",
-			Help:    "Time from sending the request upstream to receiving the upstream's response headers.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
-		}),
-		clientGone: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "warden_client_disconnects_total",
-			Help: "Responses cut short because the client went away; the upstream connection was closed to stop the work.",
-		}),
-		previousSecret: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "warden_auth_previous_secret_total",
-			Help: "Requests accepted with the previous secret (WARDEN_PREVIOUS_PASSWORD) before its deadline; when it stays flat, clients have moved to the new one.",
-		}),
-		tunnelsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warden_websocket_tunnels_open",
-			Help: "Websocket tunnels open now (also counted in warden_requests_in_flight).",
-		}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "warden_auth_throttled_total",
-			Help: "Requests refused with 429 because their client failed to log in too often (WARDEN_AUTH_FAILURE_LIMIT).",
-		}),
-		throttledClients: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warden_auth_throttled_clients",
-			Help: "Clients throttled now.",
-		}),
-		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "warden_sse_heartbeats_total",
-			Help: "SSE keep-alive comments sent on silent event streams (WARDEN_SSE_HEARTBEAT).",
-		}),
-		config: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "warden_config_info",
-			Help: "Always 1; the labels say how this replica runs: mode (public or protected) and tls (true or false).",
-		}, []string{"mode", "tls"}),
-		previousUntil: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warden_auth_previous_secret_deadline_timestamp_seconds",
-			Help: "When the previous secret stops working (Unix time); 0 when there is none.",
-		}),
-		upstreamUp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warden_upstream_up",
-			Help: "1 when the last readiness probe reached the upstream, else 0.",
-		}),
-		draining: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warden_draining",
-			Help: "1 once shutdown has begun.",
+		upstreamWait: newHistogram([]float64{
+			.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 		}),
 	}
-	authFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "warden_auth_failures_total",
-		Help: "Requests refused with 401, by reason: missing, scheme, malformed, wrong_user, wrong_password.",
-	}, []string{"reason"})
-	for _, r := range auth.Results {
-		if !r.Accepted() {
-			m.authFailures[r] = authFailures.WithLabelValues(r.String())
-		}
-	}
-	for _, kind := range []string{"connect", "connect_timeout", "timeout", "busy", "protocol", "body"} {
-		m.upstreamErrors.WithLabelValues(kind)
-	}
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "warden_build_info",
-		Help: "Always 1; the version label says which warden runs.",
-	}, []string{"version"})
-	build.WithLabelValues(version).Set(1)
-	reg.MustRegister(m.requests, authFailures, m.upstreamErrors, m.inFlight, m.duration,
-		m.upstreamWait, m.clientGone, m.throttled, m.throttledClients, m.tunnelsOpen, m.heartbeats, m.config, m.previousUntil, m.previousSecret, m.upstreamUp, m.draining, build,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
 }
 
 // SetConfig records how this replica runs, for warden_config_info and the
 // previous secret's deadline (zero: none).
 func (m *Metrics) SetConfig(mode string, tls bool, previousUntil time.Time) {
-	m.config.WithLabelValues(mode, strconv.FormatBool(tls)).Set(1)
+	m.configMode, m.configTLS = mode, tls
 	if !previousUntil.IsZero() {
-		m.previousUntil.Set(float64(previousUntil.UnixMilli()) / 1000)
+		m.previousUntil.Set(previousUntil.UnixMilli())
 	}
 }
 
-// code returns the counter for one status code, creating it on first use.
-func (m *Metrics) code(status int) prometheus.Counter {
-	if status < 0 || status >= len(m.byCode) {
-		return m.requests.WithLabelValues(strconv.Itoa(status))
-	}
-	if c := m.byCode[status].Load(); c != nil {
-		return *c
-	}
-	c := m.requests.WithLabelValues(strconv.Itoa(status))
-	m.byCode[status].Store(&c)
-	return c
+// code returns the counter for one status code.
+func (m *Metrics) code(status int) *counter {
+	return &m.requests[min(max(status, 0), len(m.requests)-1)]
 }
 
 func (m *Metrics) upstreamError(kind string) {
-	m.upstreamErrors.WithLabelValues(kind).Inc()
+	for i, k := range upstreamErrorKinds {
+		if k == kind {
+			m.upstreamErrors[i].Inc()
+			return
+		}
+	}
+}
+
+type counter struct{ v atomic.Uint64 }
+
+func (c *counter) Inc()         { c.v.Add(1) }
+func (c *counter) Load() uint64 { return c.v.Load() }
+
+type gauge struct{ v atomic.Int64 }
+
+func (g *gauge) Inc()        { g.v.Add(1) }
+func (g *gauge) Dec()        { g.v.Add(-1) }
+func (g *gauge) Set(v int64) { g.v.Store(v) }
+func (g *gauge) Load() int64 { return g.v.Load() }
+
+// histogram counts durations in buckets with fixed upper bounds (seconds),
+// Prometheus-style: cumulative on output, each observation counted once.
+type histogram struct {
+	bounds []time.Duration
+	upper  []float64
+	counts []atomic.Uint64 // one per bound, and one for +Inf
+	sumNs  atomic.Uint64
+}
+
+func newHistogram(upper []float64) *histogram {
+	h := &histogram{upper: upper, counts: make([]atomic.Uint64, len(upper)+1)}
+	for _, u := range upper {
+		h.bounds = append(h.bounds, time.Duration(u*float64(time.Second)))
+	}
+	return h
+}
+
+// Observe counts one duration.
+func (h *histogram) Observe(d time.Duration) {
+	i := 0
+	for i < len(h.bounds) && d > h.bounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(uint64(max(d, 0)))
+}
+
+// AppendText appends every metric in the Prometheus text format.
+func (m *Metrics) AppendText(b []byte) []byte {
+	w := textWriter{b: b}
+
+	w.family("warden_requests_total", "counter", "Requests answered on the proxy port, by HTTP status code (warden's own answers included).")
+	for code := range m.requests {
+		if n := m.requests[code].Load(); n > 0 {
+			w.sample("warden_requests_total", "code", strconv.Itoa(code), float64(n))
+		}
+	}
+	w.family("warden_auth_failures_total", "counter", "Requests refused with 401, by reason: missing, scheme, malformed, wrong_user, wrong_password.")
+	for _, r := range auth.Results {
+		if !r.Accepted() {
+			w.sample("warden_auth_failures_total", "reason", r.String(), float64(m.authFailures[r].Load()))
+		}
+	}
+	w.family("warden_upstream_errors_total", "counter", "Failed exchanges with the upstream, by kind: connect, connect_timeout, timeout, busy, protocol, body.")
+	for i, kind := range upstreamErrorKinds {
+		w.sample("warden_upstream_errors_total", "kind", kind, float64(m.upstreamErrors[i].Load()))
+	}
+	w.single("warden_requests_in_flight", "gauge", "Requests being served on the proxy port, streams and websocket tunnels included.", float64(m.inFlight.Load()))
+	w.histogram("warden_request_duration_seconds", "Time from the request's arrival to the last byte of the response, streams included.", m.duration)
+	w.histogram("warden_upstream_response_header_seconds", "Time from sending the request upstream to receiving the upstream's response headers.", m.upstreamWait)
+	w.single("warden_client_disconnects_total", "counter", "Responses cut short because the client went away; the upstream connection was closed to stop the work.", float64(m.clientGone.Load()))
+	w.single("warden_auth_throttled_total", "counter", "Requests refused with 429 because their client failed to log in too often (WARDEN_AUTH_FAILURE_LIMIT).", float64(m.throttled.Load()))
+	w.single("warden_auth_throttled_clients", "gauge", "Clients throttled now.", float64(m.throttledNow.Load()))
+	w.single("warden_auth_previous_secret_total", "counter", "Requests accepted with the previous secret (WARDEN_PREVIOUS_PASSWORD) before its deadline; when it stays flat, clients have moved to the new one.", float64(m.previousSecret.Load()))
+	w.single("warden_auth_previous_secret_deadline_timestamp_seconds", "gauge", "When the previous secret stops working (Unix time); 0 when there is none.", float64(m.previousUntil.Load())/1000)
+	w.single("warden_websocket_tunnels_open", "gauge", "Websocket tunnels open now (also counted in warden_requests_in_flight).", float64(m.tunnelsOpen.Load()))
+	w.single("warden_sse_heartbeats_total", "counter", "SSE keep-alive comments sent on silent event streams (WARDEN_SSE_HEARTBEAT).", float64(m.heartbeats.Load()))
+	w.single("warden_upstream_up", "gauge", "1 when the last readiness probe reached the upstream, else 0.", float64(m.upstreamUp.Load()))
+	w.single("warden_draining", "gauge", "1 once shutdown has begun.", float64(m.draining.Load()))
+	w.family("warden_build_info", "gauge", "Always 1; the version label says which warden runs.")
+	w.sample("warden_build_info", "version", m.version, 1)
+	if m.configMode != "" {
+		w.family("warden_config_info", "gauge", "Always 1; the labels say how this replica runs: mode (public or protected) and tls (true or false).")
+		w.b = append(w.b, `warden_config_info{mode="`...)
+		w.b = appendLabelValue(w.b, m.configMode)
+		w.b = append(w.b, `",tls="`...)
+		w.b = strconv.AppendBool(w.b, m.configTLS)
+		w.b = append(w.b, "\"} 1\n"...)
+	}
+	m.appendRuntime(&w)
+	return w.b
+}
+
+// runtimeSamples are the Go runtime figures exposed, read with
+// runtime/metrics (no stop-the-world).
+var runtimeSamples = []struct{ source, name, kind, help string }{
+	{"/sched/goroutines:goroutines", "go_goroutines", "gauge", "Number of goroutines that currently exist."},
+	{"/memory/classes/heap/objects:bytes", "go_memstats_heap_alloc_bytes", "gauge", "Bytes of allocated heap objects."},
+	{"/memory/classes/total:bytes", "go_memstats_sys_bytes", "gauge", "Bytes of memory obtained from the OS."},
+	{"/gc/cycles/total:gc-cycles", "go_gc_cycles_total", "counter", "Completed GC cycles."},
+	{"/sched/gomaxprocs:threads", "go_sched_gomaxprocs_threads", "gauge", "The current runtime.GOMAXPROCS setting."},
+}
+
+func (m *Metrics) appendRuntime(w *textWriter) {
+	samples := make([]metrics.Sample, len(runtimeSamples))
+	for i, s := range runtimeSamples {
+		samples[i].Name = s.source
+	}
+	metrics.Read(samples)
+	for i, s := range runtimeSamples {
+		var v float64
+		switch samples[i].Value.Kind() {
+		case metrics.KindUint64:
+			v = float64(samples[i].Value.Uint64())
+		case metrics.KindFloat64:
+			v = samples[i].Value.Float64()
+		default:
+			continue
+		}
+		w.single(s.name, s.kind, s.help, v)
+	}
+	w.single("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", float64(m.start.UnixMilli())/1000)
+	if p, ok := readProcStat(); ok {
+		w.single("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpuSeconds)
+		w.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.rss)
+		w.single("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.vsize)
+	}
+	if entries, err := os.ReadDir("/proc/self/fd"); err == nil {
+		w.single("process_open_fds", "gauge", "Number of open file descriptors.", float64(len(entries)))
+	}
+}
+
+type procStat struct{ cpuSeconds, rss, vsize float64 }
+
+// readProcStat reads /proc/self/stat: utime and stime in clock ticks (100
+// a second on Linux), vsize in bytes and rss in pages.
+func readProcStat() (procStat, bool) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime 15, vsize 23, rss 24.
+	if len(f) < 22 {
+		return procStat{}, false
+	}
+	num := func(k int) float64 {
+		v, _ := strconv.ParseFloat(f[k-3], 64)
+		return v
+	}
+	const ticks = 100
+	return procStat{
+		cpuSeconds: (num(14) + num(15)) / ticks,
+		vsize:      num(23),
+		rss:        num(24) * float64(os.Getpagesize()),
+	}, true
+}
+
+// textWriter appends the text exposition format.
+type textWriter struct{ b []byte }
+
+func (w *textWriter) family(name, kind, help string) {
+	w.b = append(w.b, "# HELP "...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = append(w.b, help...)
+	w.b = append(w.b, "\n# TYPE "...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = append(w.b, kind...)
+	w.b = append(w.b, '\n')
+}
+
+func (w *textWriter) single(name, kind, help string, v float64) {
+	w.family(name, kind, help)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, ' ')
+	w.b = appendValue(w.b, v)
+	w.b = append(w.b, '\n')
+}
+
+func (w *textWriter) sample(name, label, value string, v float64) {
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '{')
+	w.b = append(w.b, label...)
+	w.b = append(w.b, `="`...)
+	w.b = appendLabelValue(w.b, value)
+	w.b = append(w.b, `"} `...)
+	w.b = appendValue(w.b, v)
+	w.b = append(w.b, '\n')
+}
+
+func (w *textWriter) histogram(name, help string, h *histogram) {
+	w.family(name, "histogram", help)
+	var cumulative uint64
+	for i, upper := range h.upper {
+		cumulative += h.counts[i].Load()
+		w.sample(name+"_bucket", "le", strconv.FormatFloat(upper, 'g', -1, 64), float64(cumulative))
+	}
+	cumulative += h.counts[len(h.upper)].Load()
+	w.sample(name+"_bucket", "le", "+Inf", float64(cumulative))
+	w.b = append(w.b, name...)
+	w.b = append(w.b, "_sum "...)
+	w.b = appendValue(w.b, float64(h.sumNs.Load())/1e9)
+	w.b = append(w.b, '\n')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, "_count "...)
+	w.b = strconv.AppendUint(w.b, cumulative, 10)
+	w.b = append(w.b, '\n')
+}
+
+func appendValue(b []byte, v float64) []byte {
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// appendLabelValue escapes a label value: backslash, double quote and line
+// feed (the text format's rules).
+func appendLabelValue(b []byte, s string) []byte {
+	for i := range len(s) {
+		switch c := s[i]; c {
+		case '\\':
+			b = append(b, `\\`...)
+		case '"':
+			b = append(b, `\"`...)
+		case '\n':
+			b = append(b, `\n`...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
 }

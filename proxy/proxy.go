@@ -121,7 +121,7 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 			dialTimeout: cfg.UpstreamTimeout,
 			idleTimeout: cfg.UpstreamIdleTimeout,
 			readBuf:     cfg.MaxHeaderBytes,
-			writeBuf:    16 << 10,
+			writeBuf:    4 << 10,
 			dial:        dial,
 		}),
 	}
@@ -150,7 +150,7 @@ func (p *Proxy) Server() *fasthttp.Server {
 		// The header limit: fasthttp's read buffer holds the request line
 		// and headers (fasthttp#173).
 		ReadBufferSize:  p.cfg.MaxHeaderBytes,
-		WriteBufferSize: 16 << 10,
+		WriteBufferSize: 4 << 10,
 		// ReadTimeout bounds the headers only: ServeHTTP lifts the deadline
 		// before streaming a body, which may take as long as it takes.
 		ReadTimeout: p.cfg.ReadHeaderTimeout,
@@ -319,7 +319,7 @@ func (p *Proxy) countFailure(ctx *fasthttp.RequestCtx, start time.Time) {
 	key := throttleKey(p.clientAddr(ctx))
 	failures, started := p.throttle.Fail(key, start)
 	if started {
-		p.m.throttledClients.Set(float64(p.throttle.Blocking()))
+		p.m.throttledNow.Set(int64(p.throttle.Blocking()))
 		p.log.Warn().Stringer("client", key).Int("failures", failures).
 			Stringer("window", p.cfg.AuthFailureWindow).Msg("client throttled: too many failed logins")
 	}
@@ -353,7 +353,7 @@ func (p *Proxy) WatchThrottle(ctx context.Context) {
 			return
 		case now := <-t.C:
 			p.throttle.Sweep(now, ended)
-			p.m.throttledClients.Set(float64(p.throttle.Blocking()))
+			p.m.throttledNow.Set(int64(p.throttle.Blocking()))
 		}
 	}
 }
@@ -438,7 +438,7 @@ func (p *Proxy) done(ctx *fasthttp.RequestCtx, start time.Time, status int, sent
 	elapsed := time.Since(start)
 	p.m.inFlight.Dec()
 	p.m.code(status).Inc()
-	p.m.duration.Observe(elapsed.Seconds())
+	p.m.duration.Observe(elapsed)
 	if !p.cfg.AccessLog {
 		return
 	}

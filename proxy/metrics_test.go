@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paperspace/warden/auth"
+)
+
+// The text format, line by line (Prometheus exposition format 0.0.4).
+var (
+	helpLine   = regexp.MustCompile(`^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*$`)
+	typeLine   = regexp.MustCompile(`^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$`)
+	sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)\})? (\S+)$`)
+)
+
+// parseExposition checks the format strictly and returns the samples by
+// their full name with labels.
+func parseExposition(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	samples := map[string]float64{}
+	typed := map[string]string{}
+	family := ""
+	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+			m := helpLine.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("line %d: bad HELP: %q", i+1, line)
+			}
+			family = m[1]
+		case strings.HasPrefix(line, "# TYPE "):
+			m := typeLine.FindStringSubmatch(line)
+			if m == nil || m[1] != family {
+				t.Fatalf("line %d: bad TYPE or not after its HELP: %q", i+1, line)
+			}
+			if _, dup := typed[family]; dup {
+				t.Fatalf("line %d: %s described twice", i+1, family)
+			}
+			typed[family] = m[2]
+		default:
+			m := sampleLine.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("line %d: bad sample: %q", i+1, line)
+			}
+			name := m[1]
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			if name != family && base != family {
+				t.Fatalf("line %d: sample %s outside its family %s", i+1, name, family)
+			}
+			v, err := strconv.ParseFloat(m[4], 64)
+			if err != nil {
+				t.Fatalf("line %d: bad value: %q", i+1, line)
+			}
+			key := name + m[2]
+			if _, dup := samples[key]; dup {
+				t.Fatalf("line %d: duplicate sample %s", i+1, key)
+			}
+			samples[key] = v
+		}
+	}
+	return samples
+}
+
+func TestMetricsTextFormat(t *testing.T) {
+	m := NewMetrics(`v1 "quoted" \ back`)
+	m.SetConfig("protected", true, time.UnixMilli(1_800_000_000_500))
+	m.code(200).Inc()
+	m.code(200).Inc()
+	m.code(401).Inc()
+	m.code(999).Inc() // clamped
+	m.authFailures[auth.WrongPassword].Inc()
+	m.upstreamError("timeout")
+	m.upstreamError("no-such-kind")
+	m.inFlight.Inc()
+	m.duration.Observe(3 * time.Millisecond)
+	m.duration.Observe(2 * time.Second)
+	m.duration.Observe(10 * time.Minute)
+	s := parseExposition(t, string(m.AppendText(nil)))
+	for key, want := range map[string]float64{
+		`warden_requests_total{code="200"}`:                      2,
+		`warden_requests_total{code="401"}`:                      1,
+		`warden_requests_total{code="599"}`:                      1,
+		`warden_auth_failures_total{reason="wrong_password"}`:    1,
+		`warden_auth_failures_total{reason="missing"}`:           0,
+		`warden_upstream_errors_total{kind="timeout"}`:           1,
+		`warden_requests_in_flight`:                              1,
+		`warden_request_duration_seconds_bucket{le="0.001"}`:     0,
+		`warden_request_duration_seconds_bucket{le="0.005"}`:     1,
+		`warden_request_duration_seconds_bucket{le="2.5"}`:       2,
+		`warden_request_duration_seconds_bucket{le="300"}`:       2,
+		`warden_request_duration_seconds_bucket{le="+Inf"}`:      3,
+		`warden_request_duration_seconds_count`:                  3,
+		`warden_request_duration_seconds_sum`:                    602.003,
+		`warden_build_info{version="v1 \"quoted\" \\ back"}`:     1,
+		`warden_config_info{mode="protected",tls="true"}`:        1,
+		`warden_auth_previous_secret_deadline_timestamp_seconds`: 1_800_000_000.5,
+		`process_open_fds`:                                       -1, // present
+		`go_goroutines`:                                          -1,
+	} {
+		got, ok := s[key]
+		if !ok {
+			t.Errorf("missing %s", key)
+			continue
+		}
+		if want >= 0 && got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	if _, ok := s[`warden_requests_total{code="404"}`]; ok {
+		t.Error("a status code never answered is exposed")
+	}
+}
+
+func TestMetricsRecordingAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	m := NewMetrics("test")
+	if n := testing.AllocsPerRun(100, func() {
+		m.code(200).Inc()
+		m.inFlight.Inc()
+		m.inFlight.Dec()
+		m.duration.Observe(time.Millisecond)
+		m.upstreamError("busy")
+	}); n != 0 {
+		t.Fatalf("recording allocates %.0f times", n)
+	}
+}
