@@ -256,7 +256,7 @@ func (x *exchange) roundTrip() error {
 	// request has been sent, however long a large upload took.
 	connectBy := x.ctx.Time().Add(p.cfg.UpstreamTimeout)
 	for attempt := 0; ; attempt++ {
-		c, dialing, err := p.up.acquire(connectBy)
+		c, dialing, err := p.up.acquire(x.ctx.Time(), connectBy)
 		x.dialing = dialing
 		if err != nil {
 			return err
@@ -266,8 +266,14 @@ func (x *exchange) roundTrip() error {
 		err = x.send(c)
 		if err == nil || !errors.Is(err, errClientBody) && !errors.Is(err, errBodyTooLarge) {
 			// Read the answer even after a failed write: the upstream may
-			// have refused the body with a response before closing.
-			if rerr := x.readHead(c, time.Now().Add(p.cfg.UpstreamTimeout)); rerr == nil {
+			// have refused the body with a response before closing. The
+			// wait starts once the request is sent; without a body that
+			// was at sentAt.
+			sent := x.sentAt
+			if x.bodyStarted {
+				sent = time.Now()
+			}
+			if rerr := x.readHead(c, sent.Add(p.cfg.UpstreamTimeout)); rerr == nil {
 				x.headersAt = time.Now()
 				p.m.upstreamWait.Observe(x.headersAt.Sub(x.sentAt))
 				x.conn = c
@@ -281,7 +287,7 @@ func (x *exchange) roundTrip() error {
 			}
 		}
 		reused := c.reused
-		p.up.release(c, false)
+		p.up.discard(c)
 		if attempt == 0 && reused && x.retryable() && isConnLost(err) {
 			continue
 		}
@@ -390,14 +396,17 @@ func writeChunk(w *bufio.Writer, data []byte) error {
 // readHead reads the upstream's response status and headers, skipping
 // informational responses, within the deadline. The body is left to stream.
 func (x *exchange) readHead(c *conn, deadline time.Time) error {
-	if err := c.SetReadDeadline(deadline); err != nil {
+	if err := c.awaitBy(deadline, deadlineSlack(x.p.cfg.UpstreamTimeout)); err != nil {
 		return err
 	}
 	x.resp.SkipBody = x.ctx.IsHead()
 	x.resp.StreamBody = true
 	err := x.resp.ReadLimitBody(c.br, 0)
-	if derr := c.SetReadDeadline(time.Time{}); err == nil {
-		err = derr
+	if err == nil && x.readsOn(c) {
+		// The body (or a websocket) will read from the socket for as long
+		// as it runs: no deadline. A body already in the buffer needs none
+		// lifted, and the next request's deadline is kept then.
+		err = c.setReadDeadline(time.Time{})
 	}
 	if errors.Is(err, io.EOF) {
 		return errNoResponse
@@ -408,6 +417,25 @@ func (x *exchange) readHead(c *conn, deadline time.Time) error {
 		return errors.New("upstream switched protocols without an Upgrade request")
 	}
 	return err
+}
+
+// readsOn reports whether the response, once its headers are read, will
+// read more from the socket: a body not yet fully buffered, or a tunnel.
+func (x *exchange) readsOn(c *conn) bool {
+	if x.resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
+		return true
+	}
+	if x.resp.BodyStream() == nil {
+		return false
+	}
+	cl := x.resp.Header.ContentLength()
+	return cl < 0 || cl > c.br.Buffered()
+}
+
+// deadlineSlack is how much earlier than asked a kept deadline may fall:
+// a tenth of the timeout, at most a second.
+func deadlineSlack(timeout time.Duration) time.Duration {
+	return min(timeout/10, time.Second)
 }
 
 // respond copies the upstream's status and end-to-end headers to the client
@@ -457,7 +485,7 @@ func (x *exchange) respond() {
 		}
 		status := src.StatusCode()
 		_ = x.resp.CloseBodyStream()
-		p.up.release(x.conn, x.reusable())
+		p.up.release(x.conn, x.reusable(), x.headersAt)
 		p.putExchange(x)
 		p.done(ctx, ctx.Time(), status, 0, "")
 		return
@@ -533,7 +561,7 @@ func (x *exchange) reusable() bool {
 // headers (the model's time to first byte), warden is the rest of the time
 // from the request's arrival to now.
 func (x *exchange) addServerTiming(dst *fasthttp.ResponseHeader) {
-	total := time.Since(x.ctx.Time())
+	total := x.headersAt.Sub(x.ctx.Time())
 	upstream := x.headersAt.Sub(x.sentAt)
 	b := x.xff[:0] // free again: X-Forwarded-For went out with the head
 	b = append(b, "warden;dur="...)
@@ -567,9 +595,9 @@ var heartbeatComment = []byte(": keep-alive\n\n")
 // deadline, so fasthttp's chunk parser never sees the timeout.
 func (x *exchange) Read(b []byte) (int, error) {
 	if x.heartbeat > 0 && x.atEventBoundary() && x.conn.br.Buffered() == 0 && len(b) >= len(heartbeatComment) {
-		_ = x.conn.SetReadDeadline(time.Now().Add(x.heartbeat))
+		_ = x.conn.setReadDeadline(time.Now().Add(x.heartbeat))
 		_, perr := x.conn.br.Peek(1)
-		_ = x.conn.SetReadDeadline(time.Time{})
+		_ = x.conn.setReadDeadline(time.Time{})
 		if perr != nil && isTimeout(perr) {
 			n := copy(b, heartbeatComment)
 			x.sent += int64(n)
@@ -633,7 +661,7 @@ func (x *exchange) CloseWithError(werr error) error {
 		p.m.clientGone.Inc()
 	}
 	_ = x.resp.CloseBodyStream()
-	p.up.release(x.conn, complete && x.reusable())
+	p.up.release(x.conn, complete && x.reusable(), time.Now())
 	ctx, status, sent := x.ctx, x.resp.StatusCode(), x.sent
 	p.putExchange(x)
 	p.done(ctx, ctx.Time(), status, sent, cause)

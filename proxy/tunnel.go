@@ -140,7 +140,7 @@ func (x *exchange) upgradeWebsocket() {
 	if !hasToken(x.resp.Header.Peek(fasthttp.HeaderUpgrade), "websocket") {
 		upstreamConn := x.conn
 		x.conn = nil
-		p.up.release(upstreamConn, false)
+		p.up.discard(upstreamConn)
 		p.m.upstreamError("protocol")
 		p.putExchange(x)
 		p.fail(ctx, ctx.Time(), failUpstream)
@@ -167,7 +167,7 @@ func (x *exchange) upgradeWebsocket() {
 	if !p.tunnels.add(tn) {
 		// Shutting down: do not start a tunnel that would be cut at once.
 		x.conn = nil
-		p.up.release(upstream, false)
+		p.up.discard(upstream)
 		p.putExchange(x)
 		p.fail(ctx, ctx.Time(), failUnavailable)
 		return
@@ -182,7 +182,7 @@ func (x *exchange) upgradeWebsocket() {
 		p.m.tunnelsOpen.Dec()
 		p.tunnels.remove(tn)
 		x.conn = nil
-		p.up.release(upstream, false)
+		p.up.discard(upstream)
 		p.putExchange(x)
 		p.done(ctx, ctx.Time(), fasthttp.StatusSwitchingProtocols, sent, "")
 	})

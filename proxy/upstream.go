@@ -46,6 +46,28 @@ type conn struct {
 	// reused is true once the connection has carried a response: a failure
 	// on it may then mean the upstream closed it while idle.
 	reused bool
+	// deadline is the read deadline set on the socket; zero for none.
+	deadline time.Time
+}
+
+// setReadDeadline sets the read deadline and remembers it.
+func (c *conn) setReadDeadline(t time.Time) error {
+	if t.Equal(c.deadline) {
+		return nil
+	}
+	c.deadline = t
+	return c.SetReadDeadline(t)
+}
+
+// awaitBy makes sure reads on c fail at about t: it keeps a deadline already
+// set up to slack earlier than t rather than setting one per request, since
+// a deadline is a runtime timer update. A response that comes by t-slack is
+// never cut; one that never comes times out between t-slack and t.
+func (c *conn) awaitBy(t time.Time, slack time.Duration) error {
+	if !c.deadline.IsZero() && !c.deadline.After(t) && t.Sub(c.deadline) <= slack {
+		return nil
+	}
+	return c.setReadDeadline(t)
 }
 
 type upstreamConfig struct {
@@ -78,7 +100,8 @@ func newUpstream(c upstreamConfig) *upstream {
 
 // acquire returns a connection, reusing the most recently idle one or dialing
 // a new one. It waits for a free slot until deadline when all are in use.
-func (u *upstream) acquire(deadline time.Time) (c *conn, dialing bool, err error) {
+// now is the caller's clock reading, for the idle check.
+func (u *upstream) acquire(now, deadline time.Time) (c *conn, dialing bool, err error) {
 	select {
 	case u.slots <- struct{}{}:
 	default:
@@ -86,7 +109,7 @@ func (u *upstream) acquire(deadline time.Time) (c *conn, dialing bool, err error
 			return nil, false, err
 		}
 	}
-	if c := u.popIdle(); c != nil {
+	if c := u.popIdle(now); c != nil {
 		return c, false, nil
 	}
 	c, err = u.dial(deadline)
@@ -110,8 +133,7 @@ func (u *upstream) waitSlot(deadline time.Time) error {
 
 // popIdle returns the most recently used idle connection that has not been
 // idle too long, closing the ones that have.
-func (u *upstream) popIdle() *conn {
-	now := time.Now()
+func (u *upstream) popIdle(now time.Time) *conn {
 	u.mu.Lock()
 	for n := len(u.idle); n > 0; n = len(u.idle) {
 		c := u.idle[n-1]
@@ -148,12 +170,12 @@ func (u *upstream) dial(deadline time.Time) (*conn, error) {
 	}, nil
 }
 
-// release gives a connection back. With reuse it joins the idle pool;
-// otherwise it is closed.
-func (u *upstream) release(c *conn, reuse bool) {
+// release gives a connection back at now. With reuse it joins the idle
+// pool; otherwise it is closed.
+func (u *upstream) release(c *conn, reuse bool, now time.Time) {
 	if reuse {
 		c.reused = true
-		c.idleSince = time.Now()
+		c.idleSince = now
 		u.mu.Lock()
 		if !u.closed && len(u.idle) < cap(u.slots) {
 			u.idle = append(u.idle, c)
@@ -166,6 +188,9 @@ func (u *upstream) release(c *conn, reuse bool) {
 	_ = c.Close()
 	<-u.slots
 }
+
+// discard closes a connection that is not to be reused.
+func (u *upstream) discard(c *conn) { u.release(c, false, time.Time{}) }
 
 // reap closes connections that stayed idle past idleTimeout, so that the
 // upstream never has to close them under warden.
