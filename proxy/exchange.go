@@ -450,9 +450,11 @@ func (x *exchange) respond() {
 	src.SetNoDefaultContentType(true)
 
 	x.tokens.reset()
-	for k, v := range src.All() {
-		if classify(k) == kindConnection {
-			x.tokens.add(v)
+	if len(src.Peek(fasthttp.HeaderConnection)) > 0 {
+		for k, v := range src.All() {
+			if classify(k) == kindConnection {
+				x.tokens.add(v)
+			}
 		}
 	}
 	hasTokens := len(x.tokens.tokens) > 0
@@ -565,11 +567,19 @@ func (x *exchange) addServerTiming(dst *fasthttp.ResponseHeader) {
 	upstream := x.headersAt.Sub(x.sentAt)
 	b := x.xff[:0] // free again: X-Forwarded-For went out with the head
 	b = append(b, "warden;dur="...)
-	b = strconv.AppendFloat(b, float64(max(total-upstream, 0).Microseconds())/1000, 'f', 3, 64)
+	b = appendMillis(b, max(total-upstream, 0))
 	b = append(b, ", upstream;dur="...)
-	b = strconv.AppendFloat(b, float64(upstream.Microseconds())/1000, 'f', 3, 64)
+	b = appendMillis(b, upstream)
 	dst.AddBytesKV(strServerTiming, b)
 	x.xff = b
+}
+
+// appendMillis appends d in milliseconds with three decimals ("12.345").
+func appendMillis(b []byte, d time.Duration) []byte {
+	us := d.Microseconds()
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }
 
 var strServerTiming = []byte("Server-Timing")

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -189,4 +190,15 @@ func FuzzBuildHead(f *testing.F) {
 			t.Fatalf("both Content-Length and Transfer-Encoding: %q", head)
 		}
 	})
+}
+
+func TestAppendMillis(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0.000", 84 * time.Microsecond: "0.084", 412337 * time.Microsecond: "412.337",
+		time.Second: "1000.000", 1500 * time.Nanosecond: "0.001",
+	} {
+		if got := string(appendMillis(nil, d)); got != want {
+			t.Errorf("appendMillis(%s) = %q, want %q", d, got, want)
+		}
+	}
 }
