@@ -201,18 +201,16 @@ func (x *exchange) pump(client net.Conn, upstream *conn) (sent int64) {
 	go func() {
 		// client is fasthttp's hijacked connection, whose reader holds
 		// whatever the client sent after its handshake.
-		buf := make([]byte, copyBufSize)
+		buf := make([]byte, 32<<10)
 		_, _ = io.CopyBuffer(writerOnly{upstream.Conn}, client, buf)
 		_ = upstream.Close() // ends the other direction's read
 		close(toUpstream)
 	}()
-	if x.buf == nil {
-		x.buf = make([]byte, copyBufSize)
-	}
+	buf := x.buffer()
 	for {
-		n, err := upstream.br.Read(x.buf)
+		n, err := upstream.br.Read(buf)
 		if n > 0 {
-			if _, werr := client.Write(x.buf[:n]); werr != nil {
+			if _, werr := client.Write(buf[:n]); werr != nil {
 				break
 			}
 			sent += int64(n)
