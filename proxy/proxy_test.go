@@ -362,3 +362,20 @@ func BenchmarkProxy(b *testing.B) { benchmarkProxy(b, goodAuth, 200, 20) }
 func BenchmarkRefuse(b *testing.B) {
 	benchmarkProxy(b, "Basic "+base64.StdEncoding.EncodeToString([]byte(testUser+":wrong")), 401, 0)
 }
+
+// BenchmarkServeHTTPRefusal is warden's own work for a refused request,
+// without sockets: the handler alone.
+func BenchmarkServeHTTPRefusal(b *testing.B) {
+	r := newRig(b, nil)
+	var req fasthttp.Request
+	if err := req.Read(bufio.NewReader(strings.NewReader("GET /v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n\r\n"))); err != nil {
+		b.Fatal(err)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		r.p.ServeHTTP(&ctx)
+	}
+}
