@@ -43,9 +43,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./auth
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildHead$$' -fuzztime $(FUZZTIME) ./proxy
 
-## bench: micro-benchmarks with allocations (see README for the peer comparison)
+## bench: the Go benchmarks (must allocate nothing) and a load comparison of
+## direct, warden and nginx (when installed), with a chart (scripts/bench.sh)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./auth ./proxy
+	bash scripts/bench.sh
 
 ## lint: golangci-lint (installed into bin/ on first use)
 lint:
