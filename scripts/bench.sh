@@ -60,7 +60,9 @@ go build -trimpath -ldflags "-s -w" -o "$WORK/warden" .
 go build -o "$WORK/upstream" ./e2e/upstream
 
 port=19100
-next_port() { port=$((port + 1)); echo "$port"; }
+# next_port sets PORT to a port not used yet in this run (no subshell, so
+# that the counter moves).
+next_port() { port=$((port + 1)); PORT=$port; }
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -76,11 +78,18 @@ start() { # start LOGFILE CMD...: run in the background, remember the PID
   PIDS+=("$LAST")
 }
 
+# nginx drops to "nobody" for its workers when started as root, and nobody
+# cannot read the private work directory: keep root then.
+NGINX_USER=""
+[[ $(id -u) == 0 ]] && NGINX_USER="user root;"
+
 # The upstream: nginx answering "ok" (as in ../shared/bench), or the Go one.
-UP_PORT=$(next_port)
+next_port
+UP_PORT=$PORT
 if command -v nginx >/dev/null; then
   mkdir -p "$WORK/up"
   cat >"$WORK/up/nginx.conf" <<EOF
+$NGINX_USER
 worker_processes 1;
 daemon off;
 pid $WORK/up/nginx.pid;
@@ -113,18 +122,22 @@ start_target() {
   T_PID= T_PORT=$UP_PORT
   case $1 in
   warden)
-    T_PORT=$(next_port)
-    start "$WORK/warden.log" env WARDEN_LISTEN="127.0.0.1:$T_PORT" WARDEN_ADMIN_LISTEN="127.0.0.1:$(next_port)" \
+    next_port
+    T_PORT=$PORT
+    next_port
+    start "$WORK/warden.log" env WARDEN_LISTEN="127.0.0.1:$T_PORT" WARDEN_ADMIN_LISTEN="127.0.0.1:$PORT" \
       WARDEN_UPSTREAM="http://127.0.0.1:$UP_PORT" WARDEN_PASSWORD="$PASSWORD" WARDEN_LOG_LEVEL=warn \
       WARDEN_AUTH_FAILURE_LIMIT=0 "${SERVER[@]}" "$WORK/warden"
     T_PID=$LAST
     ;;
   nginx)
-    T_PORT=$(next_port)
+    next_port
+    T_PORT=$PORT
     local dir="$WORK/nginx-$T_PORT"
     mkdir -p "$dir"
     printf 'paperspace:{PLAIN}%s\n' "$PASSWORD" >"$dir/htpasswd"
     cat >"$dir/nginx.conf" <<EOF
+$NGINX_USER
 worker_processes 1;
 daemon off;
 pid $dir/nginx.pid;
@@ -158,6 +171,9 @@ EOF
     ;;
   esac
   wait_port "$T_PORT"
+  if [[ -n $T_PID ]] && ! kill -0 "$T_PID" 2>/dev/null; then
+    die "$1 exited at start"
+  fi
 }
 
 stop_target() {
@@ -170,6 +186,7 @@ stop_target() {
 cpu_ticks() {
   local total=0 p
   for p in $1 $(pgrep -P "$1" || true); do
+    [[ -r /proc/$p/stat ]] || die "process $p is gone (did the target fail to start? see $WORK)"
     total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
   done
   echo "$total"
