@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"os"
+	"runtime"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -170,7 +171,6 @@ func (m *Metrics) AppendText(b []byte) []byte {
 // runtimeSamples are the Go runtime figures exposed, read with
 // runtime/metrics (no stop-the-world).
 var runtimeSamples = []struct{ source, name, kind, help string }{
-	{"/sched/goroutines:goroutines", "go_goroutines", "gauge", "Number of goroutines that currently exist."},
 	{"/memory/classes/heap/objects:bytes", "go_memstats_heap_alloc_bytes", "gauge", "Bytes of allocated heap objects."},
 	{"/memory/classes/total:bytes", "go_memstats_sys_bytes", "gauge", "Bytes of memory obtained from the OS."},
 	{"/gc/cycles/total:gc-cycles", "go_gc_cycles_total", "counter", "Completed GC cycles."},
@@ -183,6 +183,9 @@ func (m *Metrics) appendRuntime(w *textWriter) {
 		samples[i].Name = s.source
 	}
 	metrics.Read(samples)
+	// runtime.NumGoroutine, as client_golang: /sched/goroutines:goroutines
+	// also counts the runtime's own goroutines and lags behind exits.
+	w.single("go_goroutines", "gauge", "Number of goroutines that currently exist.", float64(runtime.NumGoroutine()))
 	for i, s := range runtimeSamples {
 		var v float64
 		switch samples[i].Value.Kind() {
