@@ -3,9 +3,11 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
+SOAK ?= 10m
+SOAK_TIMEOUT ?= 2h
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: build run deps test check unit e2e e2e-race fuzz bench lint chart image image-test clean
+.PHONY: build run deps test check unit e2e e2e-race soak soak-short fuzz bench lint chart image image-test clean
 
 ## build: a static binary in bin/warden
 build:
@@ -20,10 +22,11 @@ deps:
 	bash scripts/deps.sh
 
 ## test: every test: unit (race detector), end to end (also with warden
-## under the race detector), fuzzing, the container image and the Helm chart.
+## under the race detector), a 30 s soak, fuzzing, the container image and
+## the Helm chart.
 ## image-test and chart need root on Debian (they install buildah, podman and
 ## etcd); the first chart run builds Kubernetes' API server (about 8 minutes).
-test: deps unit e2e e2e-race fuzz image-test chart
+test: deps unit e2e e2e-race soak-short fuzz image-test chart
 
 ## check: the quick loop while developing: unit, end to end, fuzzing
 check: deps unit e2e fuzz
@@ -38,6 +41,14 @@ e2e:
 ## e2e-race: the end-to-end tests with warden built with the race detector
 e2e-race:
 	WARDEN_E2E_RACE=1 $(GO) test -count=1 -timeout 20m ./e2e/...
+
+## soak: warden under a steady mixed load for $(SOAK) (make soak SOAK=1h;
+## raise SOAK_TIMEOUT past 2h), failing on a wrong answer or on growth
+soak:
+	WARDEN_SOAK=$(SOAK) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout $(SOAK_TIMEOUT) ./e2e/
+
+soak-short:
+	@$(MAKE) --no-print-directory soak SOAK=30s
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./auth

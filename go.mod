@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/caarlos0/env/v11 v11.4.2
+	github.com/coder/websocket v1.8.15
 	github.com/rs/zerolog v1.35.1
 	github.com/valyala/fasthttp v1.77.0
 	golang.org/x/sys v0.49.0

@@ -196,7 +196,13 @@ type upstreamProc struct {
 
 func startUpstream(t testing.TB) *upstreamProc {
 	t.Helper()
-	addr := freeAddr(t)
+	return startUpstreamAt(t, freeAddr(t))
+}
+
+// startUpstreamAt starts the test upstream on addr (to restart one on the
+// address warden already points at).
+func startUpstreamAt(t testing.TB, addr string) *upstreamProc {
+	t.Helper()
 	p := startProc(t, "upstream", nil, upstreamBin, "-listen", addr)
 	waitFor(t, 5*time.Second, "upstream to listen", func() bool {
 		c, err := net.Dial("tcp", addr)

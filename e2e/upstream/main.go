@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 type stats struct {
@@ -92,6 +94,7 @@ func main() {
 	mux.HandleFunc("/forever", counted(forever))
 	mux.HandleFunc("/status/{code}", counted(status))
 	mux.HandleFunc("/prefill", counted(prefill))
+	mux.HandleFunc("/ws", counted(wsEcho))
 	mux.HandleFunc("/", counted(echo))
 
 	srv := &http.Server{
@@ -106,6 +109,26 @@ func main() {
 	}
 	fmt.Fprintf(os.Stdout, "upstream listening on %s\n", ln.Addr())
 	log.Fatal(srv.Serve(ln))
+}
+
+// wsEcho is a websocket endpoint that sends every message back.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(64 << 20)
+	ctx := r.Context()
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, msg); err != nil {
+			return
+		}
+	}
 }
 
 // handleTerm sets what SIGTERM does; each choice prints a line with the
