@@ -113,6 +113,18 @@ func TestBuildHead(t *testing.T) {
 	}
 }
 
+// withoutAuthorization is raw without its Authorization field lines.
+func withoutAuthorization(raw string) string {
+	var b strings.Builder
+	for line := range strings.Lines(raw) {
+		name, _, _ := strings.Cut(line, ":")
+		if !strings.EqualFold(strings.TrimSpace(name), "Authorization") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
 // hopByHop lists what must never reach the upstream.
 var hopByHop = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade", "Trailer",
@@ -176,7 +188,11 @@ func FuzzBuildHead(f *testing.F) {
 				}
 			}
 		}
-		if v := req.Header.Peek("Authorization"); len(v) > 0 && bytes.Contains([]byte(head), v) {
+		// The credentials must not turn up anywhere else either. A short
+		// value ("0") is found by chance in any head, and a value the
+		// input also holds outside Authorization may be forwarded there.
+		if v := req.Header.Peek("Authorization"); len(v) >= 8 && bytes.Contains([]byte(head), v) &&
+			!strings.Contains(withoutAuthorization(raw), string(v)) {
 			t.Fatalf("credentials reached the head: %q", head)
 		}
 		xff := out.Header.Values("X-Forwarded-For")
