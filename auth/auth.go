@@ -159,18 +159,12 @@ func (c *Checker) Check(authorization []byte, now time.Time) Result {
 	if c.previousUntil.IsZero() || !now.Before(c.previousUntil) {
 		previousOK = 0
 	}
-	// Decide from the combined bits only once all the comparison work is
-	// done, whatever matched.
-	switch {
-	case userOK&passwordOK == 1:
-		return OK
-	case userOK&previousOK == 1:
-		return Previous
-	case userOK == 0:
-		return WrongUser
-	default:
-		return WrongPassword
-	}
+	// Pick the result from the combined bits without a branch, so that
+	// not even the branch predictor can tell which part was wrong.
+	r := subtle.ConstantTimeSelect(userOK, int(WrongPassword), int(WrongUser))
+	r = subtle.ConstantTimeSelect(userOK&previousOK, int(Previous), r)
+	r = subtle.ConstantTimeSelect(userOK&passwordOK, int(OK), r)
+	return Result(r) //nolint:gosec // G115: r is one of the Result constants above
 }
 
 // basicCredentials returns the token after a case-insensitive "Basic" scheme
