@@ -221,13 +221,20 @@ func TestUpstreamFaultsUnderLoad(t *testing.T) {
 	w.waitReady(t)
 	idle := mustSample(t, w)
 
-	phase := func(name string, allowed map[string]bool, d time.Duration) map[string]int {
+	// phase runs a load of authorised GETs against w for at least d,
+	// runs during (if any) in the meantime, and checks that every answer
+	// was a success or one of allowed.
+	phase := func(w *wardenProc, name string, allowed map[string]bool, d time.Duration, during func()) map[string]int {
 		t.Helper()
 		l := startLoad(t, w, map[string]int{"get": 6})
 		l.allow = func(kind string, status int, code string, err error) bool {
 			return allowed[fmt.Sprintf("%d %s", status, code)]
 		}
-		time.Sleep(d)
+		end := time.Now().Add(d)
+		if during != nil {
+			during()
+		}
+		time.Sleep(time.Until(end))
 		l.Stop()
 		counts, nbad, bad := l.results()
 		t.Logf("%s: %v", name, counts)
@@ -240,43 +247,48 @@ func TestUpstreamFaultsUnderLoad(t *testing.T) {
 		return counts
 	}
 
-	phase("healthy", nil, time.Second)
+	phase(w, "healthy", nil, time.Second, nil)
 
 	// The upstream dies: 502 upstream_unavailable at once.
 	up.kill()
-	if c := phase("upstream down", map[string]bool{
+	if c := phase(w, "upstream down", map[string]bool{
 		"502 upstream_unavailable": true,
 		"502 upstream_error":       true, // in flight when it died
-	}, 2*time.Second); c["get"] > 0 {
+	}, 2*time.Second, nil); c["get"] > 0 {
 		t.Errorf("successes while the upstream was down: %v", c)
 	}
 
 	// It comes back: warden serves again (and is ready) within a second.
 	startUpstreamAt(t, upAddr)
 	w.waitReady(t)
-	if c := phase("upstream back", nil, time.Second); c["get"] == 0 {
+	if c := phase(w, "upstream back", nil, time.Second, nil); c["get"] == 0 {
 		t.Errorf("no success after the upstream came back")
 	}
 
-	// It hangs: no response headers within the timeout, 504.
-	for range 3 {
-		resp, body := do(t, "GET", w.url("/slow?delay=1h"), authHeader(), nil)
-		wardenError(t, resp, body, 504, "upstream_timeout")
-	}
+	// It hangs on some requests: no response headers within the timeout,
+	// 504, while the load beside them is served.
+	phase(w, "upstream hangs on some requests", nil, time.Second, func() {
+		for range 3 {
+			resp, body := do(t, "GET", w.url("/slow?delay=1h"), authHeader(), nil)
+			wardenError(t, resp, body, 504, "upstream_timeout")
+		}
+	})
 
 	// It resets connections mid-body: the client's connection is closed,
-	// warden carries on.
-	for range 10 {
-		req := mustRequest(t, w, "/drop?when=body")
-		if resp, err := client.Do(req); err == nil {
-			_, rerr := readAllString(resp)
-			resp.Body.Close()
-			if rerr == nil {
-				t.Errorf("a body cut by the upstream arrived as complete")
+	// the load beside it is served.
+	phase(w, "upstream resets some connections mid-body", nil, time.Second, func() {
+		for range 10 {
+			req := mustRequest(t, w, "/drop?when=body")
+			if resp, err := client.Do(req); err == nil {
+				_, rerr := readAllString(resp)
+				resp.Body.Close()
+				if rerr == nil {
+					t.Errorf("a body cut by the upstream arrived as complete")
+				}
 			}
 		}
-	}
-	phase("after resets", nil, time.Second)
+	})
+	phase(w, "after the faults", nil, time.Second, nil)
 
 	// An upstream whose accept backlog is full (it never accepts): dials
 	// hang, the client gets 504 (or 502 if the kernel refuses), warden's
@@ -285,19 +297,31 @@ func TestUpstreamFaultsUnderLoad(t *testing.T) {
 	w2 := startWarden(t, merge(protectedEnv(stuck), map[string]string{
 		"WARDEN_LOG_LEVEL": "error", "WARDEN_UPSTREAM_TIMEOUT": "500ms",
 	}))
+	idle2 := mustSample(t, w2)
 	fill()
-	for range 5 {
-		resp, body := do(t, "GET", w2.url("/"), authHeader(), nil)
-		if resp.StatusCode != 504 && resp.StatusCode != 502 {
-			t.Errorf("full backlog: %d %s", resp.StatusCode, body)
+	phase(w2, "full accept backlog", map[string]bool{
+		"504 upstream_timeout":     true,
+		"502 upstream_unavailable": true,
+		"502 upstream_error":       true,
+	}, 2*time.Second, func() {
+		for range 5 {
+			resp, body := do(t, "GET", w2.url("/"), authHeader(), nil)
+			if resp.StatusCode != 504 && resp.StatusCode != 502 {
+				t.Errorf("full backlog: %d %s", resp.StatusCode, body)
+			}
 		}
-	}
+	})
 
 	// Nothing leaked: back to idle.
-	if !waitIdle(t, w, idle) {
-		w.signal(syscall.SIGQUIT) // the runtime prints every goroutine's stack
-		w.wait(5 * time.Second)
-		t.FailNow()
+	for _, w := range []struct {
+		w    *wardenProc
+		idle sample
+	}{{w, idle}, {w2, idle2}} {
+		if !waitIdle(t, w.w, w.idle) {
+			w.w.signal(syscall.SIGQUIT) // the runtime prints every goroutine's stack
+			w.w.wait(5 * time.Second)
+			t.FailNow()
+		}
 	}
 	if m := metrics(t, w); !strings.Contains(m, `warden_upstream_errors_total{kind="connect"}`) ||
 		strings.Contains(m, `warden_upstream_errors_total{kind="connect"} 0`) ||
