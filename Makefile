@@ -3,11 +3,13 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 20s
+FUZZ_TIMEOUT ?= 2h
+TIMING_SAMPLES ?= 10000000
 SOAK ?= 10m
 SOAK_TIMEOUT ?= 2h
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: build run deps test check unit e2e e2e-race soak soak-short fuzz bench lint chart image image-test clean
+.PHONY: build run deps test check unit e2e e2e-race soak soak-short fuzz timing bench lint chart image image-test clean
 
 ## build: a static binary in bin/warden
 build:
@@ -50,9 +52,18 @@ soak:
 soak-short:
 	@$(MAKE) --no-print-directory soak SOAK=30s
 
+## fuzz: each fuzz target for $(FUZZTIME) (make fuzz FUZZTIME=30m for a
+## long run; the corpus is in */testdata/fuzz)
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./auth
-	$(GO) test -run '^$$' -fuzz '^FuzzBuildHead$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) -timeout $(FUZZ_TIMEOUT) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzBuildHead$$' -fuzztime $(FUZZTIME) -timeout $(FUZZ_TIMEOUT) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) -timeout $(FUZZ_TIMEOUT) ./proxy
+
+## timing: the dudect-style Welch t-test of the credential check
+## (tools/timingtest), pinned to the last CPU; run it on a quiet machine
+timing:
+	$(GO) build -o bin/timingtest ./tools/timingtest
+	taskset -c $$(( $$(nproc) - 1 )) bin/timingtest -samples $(TIMING_SAMPLES)
 
 ## bench: the Go benchmarks (must allocate nothing) and a load comparison of
 ## direct, warden and nginx (when installed), with a chart (scripts/bench.sh)
