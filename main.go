@@ -45,7 +45,9 @@ func main() {
 // leaves them alone: measured on one pinned CPU, 4 Ps cost 20% less CPU per
 // proxied request and served 22% more requests than 1 (README, Performance).
 // The extra Ps add threads, not work: warden allocates nothing per request,
-// so there is no garbage collection to spread over them.
+// so there is no garbage collection to spread over them. The exception is a
+// CPU shared with an upstream in another cgroup, where 1 P is cheaper; the
+// README says when to set GOMAXPROCS=1.
 const minProcs = 4
 
 // raiseGOMAXPROCS applies minProcs unless the operator set GOMAXPROCS.
