@@ -201,8 +201,9 @@ func (x *exchange) pump(client net.Conn, upstream *conn) (sent int64) {
 	go func() {
 		// client is fasthttp's hijacked connection, whose reader holds
 		// whatever the client sent after its handshake.
-		buf := make([]byte, 32<<10)
-		_, _ = io.CopyBuffer(writerOnly{upstream.Conn}, client, buf)
+		bp := copyBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+		_, _ = io.CopyBuffer(writerOnly{upstream.Conn}, client, *bp)
+		copyBufs.Put(bp)
 		_ = upstream.Close() // ends the other direction's read
 		close(toUpstream)
 	}()
