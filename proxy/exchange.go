@@ -29,11 +29,12 @@ type exchange struct {
 	buf    *[]byte          // body copy buffer, from copyBufs while in use
 
 	conn        *conn
-	resp        fasthttp.Response // the upstream's response; its body streams
-	body        io.Reader
-	upgrade     bool // a websocket upgrade: tunnel on 101
-	dialing     bool // the last error came from connecting
-	bodyStarted bool // some of the client's body was read
+	resp        fasthttp.ResponseHeader // the upstream's response head
+	body        upstreamBody            // and its body, read from conn
+	direct      bool                    // the body goes straight to the client's socket
+	upgrade     bool                    // a websocket upgrade: tunnel on 101
+	dialing     bool                    // the last error came from connecting
+	bodyStarted bool                    // some of the client's body was read
 	sent        int64
 	eof         bool
 	upstreamErr error
@@ -80,9 +81,9 @@ func (p *Proxy) putExchange(x *exchange) {
 	}
 	x.ctx = nil
 	x.conn = nil
-	x.body = nil
+	x.body = upstreamBody{}
 	x.resp.Reset()
-	x.upgrade, x.dialing, x.bodyStarted, x.eof = false, false, false, false
+	x.upgrade, x.dialing, x.bodyStarted, x.eof, x.direct = false, false, false, false, false
 	x.sent = 0
 	x.upstreamErr = nil
 	x.heartbeat, x.tailLen = 0, 0
@@ -419,43 +420,83 @@ func writeChunk(w *bufio.Writer, data []byte) error {
 	return w.Flush()
 }
 
-// readHead reads the upstream's response status and headers, skipping
-// informational responses, within the deadline. The body is left to stream.
+// maxInterimResponses bounds the informational (1xx) responses skipped
+// before the final one.
+const maxInterimResponses = 16
+
+var errTooManyInterim = errors.New("too many informational responses from the upstream")
+
+// readHead reads the upstream's response status and headers within the
+// deadline, skipping informational responses (RFC 9110 §15.2), and sets up
+// the reading of the body, which is left to stream.
 func (x *exchange) readHead(c *conn, deadline time.Time) error {
 	if err := c.awaitBy(deadline, deadlineSlack(x.p.cfg.UpstreamTimeout)); err != nil {
 		return err
 	}
-	x.resp.SkipBody = x.ctx.IsHead()
-	x.resp.StreamBody = true
-	err := x.resp.ReadLimitBody(c.br, 0)
-	if err == nil && x.readsOn(c) {
-		// The body (or a websocket) will read from the socket for as long
-		// as it runs: no deadline. A body already in the buffer needs none
-		// lifted, and the next request's deadline is kept then.
-		err = c.setReadDeadline(time.Time{})
+	h := &x.resp
+	for interim := 0; ; interim++ {
+		if err := h.Read(c.br); err != nil {
+			if interim == 0 && errors.Is(err, io.EOF) {
+				return errNoResponse
+			}
+			return err
+		}
+		code := h.StatusCode()
+		if code < 100 {
+			return errors.New("upstream sent an invalid status code")
+		}
+		if code >= 200 || code == fasthttp.StatusSwitchingProtocols {
+			break
+		}
+		if interim == maxInterimResponses {
+			return errTooManyInterim
+		}
 	}
-	if errors.Is(err, io.EOF) {
-		return errNoResponse
-	}
-	if err == nil && x.resp.StatusCode() == fasthttp.StatusSwitchingProtocols && !x.upgrade {
+	code := h.StatusCode()
+	if code == fasthttp.StatusSwitchingProtocols && !x.upgrade {
 		// warden forwards Upgrade only for websockets, so any other 101 is
 		// a protocol error.
 		return errors.New("upstream switched protocols without an Upgrade request")
 	}
-	return err
+	cl := h.ContentLength()
+	x.body.reset(c.br, responseFraming(x.ctx.IsHead(), code, cl), int64(max(cl, 0)))
+	if x.readsOn() {
+		// The body (or a websocket) will read from the socket for as long
+		// as it runs: no deadline. A body already in the buffer needs none
+		// lifted, and the next request's deadline is kept then.
+		return c.setReadDeadline(time.Time{})
+	}
+	return nil
+}
+
+// responseFraming tells how a response's body ends (RFC 9112 §6.3), from
+// fasthttp's reading of its head: a Content-Length of -1 is chunked, -2
+// neither.
+func responseFraming(head bool, status, contentLength int) bodyFraming {
+	switch {
+	case head, status < 200, status == fasthttp.StatusNoContent, status == fasthttp.StatusNotModified:
+		return bodyNone
+	case contentLength == -1:
+		return bodyChunked
+	case contentLength >= 0:
+		return bodyFixed
+	}
+	return bodyUntilClose
 }
 
 // readsOn reports whether the response, once its headers are read, will
 // read more from the socket: a body not yet fully buffered, or a tunnel.
-func (x *exchange) readsOn(c *conn) bool {
+func (x *exchange) readsOn() bool {
 	if x.resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
 		return true
 	}
-	if x.resp.BodyStream() == nil {
+	switch x.body.framing {
+	case bodyNone:
 		return false
+	case bodyFixed:
+		return !x.body.buffered()
 	}
-	cl := x.resp.Header.ContentLength()
-	return cl < 0 || cl > c.br.Buffered()
+	return true
 }
 
 // deadlineSlack is how much earlier than asked a kept deadline may fall:
@@ -465,11 +506,12 @@ func deadlineSlack(timeout time.Duration) time.Duration {
 }
 
 // respond copies the upstream's status and end-to-end headers to the client
-// response and hands the body to fasthttp as a stream.
+// response and hands the body to fasthttp as a stream. The head goes out at
+// once unless the whole body is already here to go with it.
 func (x *exchange) respond() {
 	p := x.p
 	ctx := x.ctx
-	src := &x.resp.Header
+	src := &x.resp
 	dst := &ctx.Response.Header
 	// Without this, src reports fasthttp's default Content-Type for a
 	// response that had none, and it would be copied.
@@ -504,35 +546,39 @@ func (x *exchange) respond() {
 	}
 
 	cl := src.ContentLength()
-	stream := x.resp.BodyStream()
-	if stream == nil || cl == 0 {
+	if x.body.whole() {
 		// HEAD, 204, 304 or an empty body: nothing to stream, and the
 		// connection can go back to the pool now.
 		if cl >= 0 {
 			dst.SetContentLength(cl)
 		}
 		status := src.StatusCode()
-		_ = x.resp.CloseBodyStream()
 		p.up.release(x.conn, x.reusable(), x.headersAt)
 		p.putExchange(x)
 		p.done(ctx, ctx.Time(), status, 0, "")
 		return
 	}
-	x.body = stream
+	if x.body.framing == bodyFixed {
+		if !x.body.buffered() {
+			// The rest is still to come, maybe slowly: the head goes out
+			// now, and each piece of the body as it arrives.
+			ctx.Response.ImmediateHeaderFlush = true
+			x.direct = true
+		}
+		ctx.Response.SetBodyStream(x, cl)
+		return
+	}
 	if p.cfg.SSEHeartbeat > 0 && isEventStream(dst.ContentType()) {
 		x.heartbeat = p.cfg.SSEHeartbeat
 	}
-	if cl < 0 && !ctx.Request.Header.IsHTTP11() {
+	if !ctx.Request.Header.IsHTTP11() {
 		x.streamHTTP10()
 		return
 	}
-	if cl < 0 {
-		cl = -1
-		// Let the client see the headers at once: a token stream may take
-		// a while to produce its first event.
-		ctx.Response.ImmediateHeaderFlush = true
-	}
-	ctx.Response.SetBodyStream(x, cl)
+	// Sent chunked, each piece flushed as it comes; the head at once, as a
+	// token stream may take a while to produce its first event.
+	ctx.Response.ImmediateHeaderFlush = true
+	ctx.Response.SetBodyStream(x, -1)
 }
 
 // streamHTTP10 sends a body of unknown length to an HTTP/1.0 client, which
@@ -540,6 +586,11 @@ func (x *exchange) respond() {
 // closing the connection. fasthttp would chunk any streamed body, so warden
 // takes the connection over and writes the response itself. This is the only
 // path that costs a goroutine; HTTP/1.0 clients are rare.
+//
+// A close is all such a client has to tell the end of the body by, so when
+// the upstream breaks the body off, the connection is reset instead: a
+// client that checks how its connection ended can tell a cut body from a
+// whole one; one that does not, cannot.
 func (x *exchange) streamHTTP10() {
 	ctx := x.ctx
 	h := &ctx.Response.Header
@@ -547,7 +598,7 @@ func (x *exchange) streamHTTP10() {
 	b = append(b, "HTTP/1.0 "...)
 	b = strconv.AppendInt(b, int64(h.StatusCode()), 10)
 	b = append(b, ' ')
-	if msg := x.resp.Header.StatusMessage(); len(msg) > 0 {
+	if msg := x.resp.StatusMessage(); len(msg) > 0 {
 		b = append(b, msg...)
 	} else {
 		b = append(b, fasthttp.StatusMessage(h.StatusCode())...)
@@ -560,25 +611,45 @@ func (x *exchange) streamHTTP10() {
 	}
 	b = append(b, "Connection: close\r\n\r\n"...)
 	x.head = b
+	raw := ctx.Conn()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		_, err := c.Write(x.head)
-		if err == nil && !ctx.IsHead() {
-			_, err = io.CopyBuffer(writerOnly{c}, x, x.buffer())
+		if err == nil {
+			_, err = x.copyBody(c)
 		}
+		cut := x.upstreamErr != nil
 		_ = x.CloseWithError(err)
+		if cut {
+			abort(raw)
+		}
 	})
 }
 
-// writerOnly hides ReadFrom, so that io.CopyBuffer uses the buffer given.
-type writerOnly struct{ io.Writer }
+// abort resets a client connection (RST rather than FIN), and for TLS sends
+// no close_notify: both would say the body before it was whole.
+func abort(c net.Conn) {
+	for {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			_ = v.SetLinger(0)
+			_ = v.Close()
+			return
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			_ = c.Close()
+			return
+		}
+	}
+}
 
 // reusable reports whether the upstream connection can carry another
 // request once this response has been read: not if the upstream asked to
-// close it, nor if it sent bytes beyond the response, which would be
-// mistaken for the start of the next one.
+// close it or delimited the body by closing it, nor if it sent bytes beyond
+// the response, which would be mistaken for the start of the next one.
 func (x *exchange) reusable() bool {
-	return !x.resp.ConnectionClose() && x.conn.br.Buffered() == 0
+	return !x.resp.ConnectionClose() && x.body.framing != bodyUntilClose && x.conn.br.Buffered() == 0
 }
 
 // addServerTiming adds "Server-Timing: warden;dur=…, upstream;dur=…" in
@@ -618,92 +689,107 @@ func isEventStream(contentType []byte) bool {
 
 var heartbeatComment = []byte(": keep-alive\n\n")
 
-// Read streams the upstream's body to fasthttp, which writes it to the
-// client; with unknown length each read becomes a chunk and is flushed.
+// SupportsBodyWriteTo tells fasthttp to hand the body to WriteTo, whatever
+// its length: warden copies it in its own loop.
+func (x *exchange) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo copies the response body to the client. fasthttp passes a writer
+// that frames each Write as a chunk and flushes it (a body of unknown
+// length), or one that buffers until full (a sized body). A sized body that
+// is not all here yet goes straight to the client's socket instead, after
+// the head (which ImmediateHeaderFlush has sent), so that nothing waits in a
+// buffer while the upstream is slow.
+func (x *exchange) WriteTo(w io.Writer) (int64, error) {
+	if x.direct {
+		w = x.ctx.Conn()
+	}
+	return x.copyBody(w)
+}
+
+// copyBody copies the upstream's body to w, one write per batch of what has
+// arrived, until the body ends or either side fails.
 //
-// With an SSE heartbeat, a read that starts between events waits for the
-// upstream at most the heartbeat interval; if nothing came, it returns an
-// SSE comment instead, so that idle timeouts in front of warden do not cut a
-// stream that is only slow (a long prefill). Only a Peek waits with that
-// deadline, so fasthttp's chunk parser never sees the timeout.
-func (x *exchange) Read(b []byte) (int, error) {
-	if x.heartbeat > 0 && x.atEventBoundary() && x.conn.br.Buffered() == 0 && len(b) >= len(heartbeatComment) {
-		_ = x.conn.setReadDeadline(time.Now().Add(x.heartbeat))
-		_, perr := x.conn.br.Peek(1)
-		_ = x.conn.setReadDeadline(time.Time{})
-		if perr != nil && isTimeout(perr) {
-			n := copy(b, heartbeatComment)
+// With an SSE heartbeat, a wait that starts between events is bounded by the
+// heartbeat interval; if nothing came, an SSE comment goes out instead, so
+// that idle timeouts in front of warden do not cut a stream that is only
+// slow (a long prefill).
+func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
+	var buf []byte
+	if x.body.framing == bodyFixed && !x.body.buffered() {
+		bp := downloadBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+		defer downloadBufs.Put(bp)
+		buf = *bp
+	} else {
+		buf = x.buffer()
+	}
+	for {
+		if x.heartbeat > 0 && x.body.waits() && x.atEventBoundary() && x.silentFor(x.heartbeat) {
+			n, werr := w.Write(heartbeatComment)
+			written += int64(n)
 			x.sent += int64(n)
 			x.p.m.heartbeats.Inc()
-			return n, nil
+			if werr != nil {
+				return written, werr
+			}
+			continue
+		}
+		n, rerr := x.body.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			written += int64(m)
+			x.sent += int64(m)
+			if x.heartbeat > 0 {
+				x.remember(buf[:m])
+			}
+			if werr != nil {
+				return written, werr
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			x.eof = true
+			return written, nil
+		case rerr != nil:
+			x.upstreamErr = rerr
+			return written, rerr
 		}
 	}
-	n, err := x.body.Read(b)
-	if x.heartbeat > 0 {
-		x.remember(b[:n])
+}
+
+// silentFor waits up to d for the upstream to send something, and reports
+// whether it stayed silent. Only a Peek waits with that deadline, so the
+// body's parser never sees the timeout; any other failure is the body's.
+func (x *exchange) silentFor(d time.Duration) bool {
+	c := x.conn
+	_ = c.setReadDeadline(time.Now().Add(d))
+	_, err := c.br.Peek(1)
+	_ = c.setReadDeadline(time.Time{})
+	if err == nil {
+		return false
 	}
+	if isTimeout(err) {
+		return true
+	}
+	x.body.interrupt(err)
+	return false
+}
+
+// Read reads the body; fasthttp uses WriteTo, and Read is there for the
+// io.Reader that a body stream must be.
+func (x *exchange) Read(b []byte) (int, error) {
+	n, err := x.body.Read(b)
 	x.sent += int64(n)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		x.eof = true
-	} else if err != nil {
+	case err != nil:
 		x.upstreamErr = err
 	}
 	return n, err
 }
 
-// SupportsBodyWriteTo tells fasthttp to hand a body of known length to
-// WriteTo. A body of unknown length is read chunk by chunk (Read), so that
-// each chunk is flushed as it comes.
-func (x *exchange) SupportsBodyWriteTo() bool {
-	return x.resp.Header.ContentLength() >= 0
-}
-
-// WriteTo copies the response body to w: a body of known length first from
-// the upstream connection's buffer, then straight from its socket through a
-// large buffer; one of unknown length (only the HTTP/1.0 path) by Read.
-func (x *exchange) WriteTo(w io.Writer) (int64, error) {
-	cl := int64(x.resp.Header.ContentLength())
-	if cl < 0 {
-		buf := x.buffer()
-		return io.CopyBuffer(writerOnly{w}, readerOnly{x}, buf)
-	}
-	c := x.conn
-	remaining := cl - x.sent
-	var written int64
-	if n := min(int64(c.br.Buffered()), remaining); n > 0 {
-		b, _ := c.br.Peek(int(n))
-		m, err := w.Write(b)
-		_, _ = c.br.Discard(m)
-		written += int64(m)
-		remaining -= int64(m)
-		if err != nil {
-			x.sent += written
-			return written, err
-		}
-	}
-	var err error
-	if remaining > 0 {
-		bp := downloadBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
-		var m int64
-		m, err = io.CopyBuffer(writerOnly{w}, readerOnly{io.LimitReader(c.Conn, remaining)}, *bp)
-		downloadBufs.Put(bp)
-		written += m
-		remaining -= m
-		if err == nil && remaining > 0 {
-			// The upstream closed before the end of the body.
-			err = io.ErrUnexpectedEOF
-			x.upstreamErr = err
-		}
-	}
-	x.sent += written
-	if remaining == 0 && err == nil {
-		x.eof = true
-	}
-	return written, err
-}
-
-// readerOnly hides WriteTo, so that io.CopyBuffer reads.
-type readerOnly struct{ io.Reader }
+// writerOnly hides ReadFrom, so that io.CopyBuffer uses the buffer given.
+type writerOnly struct{ io.Writer }
 
 // remember keeps the last bytes sent, to tell event boundaries.
 func (x *exchange) remember(b []byte) {
@@ -747,7 +833,6 @@ func (x *exchange) CloseWithError(werr error) error {
 		cause = "client_gone"
 		p.m.clientGone.Inc()
 	}
-	_ = x.resp.CloseBodyStream()
 	p.up.release(x.conn, complete && x.reusable(), time.Now())
 	ctx, status, sent := x.ctx, x.resp.StatusCode(), x.sent
 	p.putExchange(x)

@@ -137,7 +137,7 @@ func (x *exchange) upgradeWebsocket() {
 		x.respond()
 		return
 	}
-	if !hasToken(x.resp.Header.Peek(fasthttp.HeaderUpgrade), "websocket") {
+	if !hasToken(x.resp.Peek(fasthttp.HeaderUpgrade), "websocket") {
 		upstreamConn := x.conn
 		x.conn = nil
 		p.up.discard(upstreamConn)
@@ -149,7 +149,7 @@ func (x *exchange) upgradeWebsocket() {
 
 	// The 101 goes out as the upstream sent it, minus hop-by-hop headers,
 	// plus the Upgrade and Connection the handshake needs.
-	h := &x.resp.Header
+	h := &x.resp
 	b := x.head[:0]
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\n"...)
 	for k, v := range h.All() {
