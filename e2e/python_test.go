@@ -105,8 +105,14 @@ var quick = &http.Client{Timeout: 2 * time.Second}
 
 func startModelServer(t *testing.T) *modelServer {
 	t.Helper()
+	return startModelServerAt(t, freeAddr(t))
+}
+
+// startModelServerAt starts uvicorn on addr (to restart one on the address
+// warden already points at).
+func startModelServerAt(t *testing.T, addr string) *modelServer {
+	t.Helper()
 	requirePython(t)
-	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	// startProc cannot set the working directory, so uvicorn is told where
 	// the app is (--app-dir puts it first on sys.path).

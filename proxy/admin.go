@@ -46,6 +46,11 @@ func (p *Proxy) probeOnce(ctx context.Context) {
 		return
 	}
 	prev := p.upstreamErr.Swap(&probeResult{err: err}).err
+	if err != nil {
+		// Down: whatever connections the pool holds were to a server that
+		// is gone.
+		p.up.closeIdle()
+	}
 	switch {
 	case err == nil && prev != nil:
 		p.m.upstreamUp.Set(1)

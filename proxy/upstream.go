@@ -6,7 +6,11 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // upstream is a pool of keep-alive connections to the one model server.
@@ -48,6 +52,40 @@ type conn struct {
 	reused bool
 	// deadline is the read deadline set on the socket; zero for none.
 	deadline time.Time
+
+	// For alive: the socket, and the peek it runs (built once per
+	// connection, so that a check allocates nothing).
+	raw      syscall.RawConn
+	peek     func(fd uintptr) bool
+	peekBuf  [1]byte
+	peekIdle bool
+}
+
+// alive reports whether the upstream has left the connection open while it
+// sat idle, with one non-blocking peek at the socket: nothing to read
+// (EAGAIN) is alive. A pending end of stream or reset means the upstream
+// closed it (a restart, an idle timeout of its own) and a request sent on it
+// would fail without the model ever seeing it; pending bytes mean the
+// upstream sent something nobody asked for, and the connection cannot be
+// trusted either.
+func (c *conn) alive() bool {
+	if c.raw == nil {
+		return true // not a socket: an in-memory connection in tests
+	}
+	c.peekIdle = false
+	if err := c.raw.Read(c.peek); err != nil {
+		return false
+	}
+	return c.peekIdle
+}
+
+// peekSocket is the body of alive's peek, run by the runtime's poller with
+// the socket's descriptor. It never asks to wait.
+func (c *conn) peekSocket(fd uintptr) bool {
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	c.peekIdle = errno == unix.EAGAIN
+	return true
 }
 
 // setReadDeadline sets the read deadline and remembers it.
@@ -132,23 +170,77 @@ func (u *upstream) waitSlot(deadline time.Time) error {
 }
 
 // popIdle returns the most recently used idle connection that has not been
-// idle too long, closing the ones that have.
+// idle too long and that the upstream has not closed, closing the ones that
+// are either.
 func (u *upstream) popIdle(now time.Time) *conn {
-	u.mu.Lock()
-	for n := len(u.idle); n > 0; n = len(u.idle) {
+	for {
+		u.mu.Lock()
+		n := len(u.idle)
+		if n == 0 {
+			u.mu.Unlock()
+			return nil
+		}
 		c := u.idle[n-1]
 		u.idle[n-1] = nil
 		u.idle = u.idle[:n-1]
-		if now.Sub(c.idleSince) < u.idleTimeout {
-			u.mu.Unlock()
+		u.mu.Unlock()
+		if now.Sub(c.idleSince) >= u.idleTimeout {
+			// Past its idle time the upstream may be closing it right now
+			// (uvicorn closes after 5 s): never send a request on it.
+			_ = c.Close()
+			continue
+		}
+		if c.alive() {
 			return c
 		}
-		// Past its idle time the upstream may be closing it right now
-		// (uvicorn closes after 5 s): never send a request on it.
+		// The upstream closed it while it was idle. When one goes, the
+		// others have usually gone the same way (the model server
+		// restarted): check them all now rather than handing each to a
+		// request in turn.
+		_ = c.Close()
+		u.sweep()
+	}
+}
+
+// sweep closes the idle connections that the upstream has closed, and keeps
+// the others in their order.
+func (u *upstream) sweep() {
+	u.mu.Lock()
+	taken := u.idle
+	u.idle = make([]*conn, 0, cap(taken))
+	u.mu.Unlock()
+	alive := taken[:0]
+	for _, c := range taken {
+		if c.alive() {
+			alive = append(alive, c)
+		} else {
+			_ = c.Close()
+		}
+	}
+	clear(taken[len(alive):])
+	u.mu.Lock()
+	// Connections released meanwhile are newer: they go after.
+	alive = append(alive, u.idle...)
+	if u.closed {
+		for _, c := range alive {
+			_ = c.Close()
+		}
+		alive = alive[:0]
+	}
+	u.idle = alive
+	u.mu.Unlock()
+}
+
+// closeIdle closes every idle connection: the upstream is not accepting
+// connections, so the ones it had are dead or dying.
+func (u *upstream) closeIdle() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = make([]*conn, 0, cap(idle))
+	u.mu.Unlock()
+	for _, c := range idle {
 		_ = c.Close()
 	}
-	u.mu.Unlock()
-	return nil
 }
 
 func (u *upstream) dial(deadline time.Time) (*conn, error) {
@@ -163,11 +255,18 @@ func (u *upstream) dial(deadline time.Time) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{
+	c := &conn{
 		Conn: nc,
 		br:   bufio.NewReaderSize(nc, u.readBuf),
 		bw:   bufio.NewWriterSize(nc, u.writeBuf),
-	}, nil
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.peek = c.peekSocket
+		}
+	}
+	return c, nil
 }
 
 // release gives a connection back at now. With reuse it joins the idle
