@@ -571,6 +571,141 @@ func TestBadChunksAreRefusedAndNeverSmuggle(t *testing.T) {
 	})
 }
 
+// Every chunk line outside RFC 9112's grammar,
+//
+//	chunk-size [ chunk-ext ] CRLF
+//	chunk-ext = *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )
+//
+// and every malformed trailer section, is refused with 400 and the
+// connection closed, wherever in the body it comes (llhttp's strict test
+// cases, and their neighbours). The smuggled request after each is there to
+// be seen if warden read on.
+func TestChunkLinesOutsideTheGrammarGet400(t *testing.T) {
+	w, tap := hostileTarget(t, nil)
+	chunked := hostilePost("Transfer-Encoding: chunked")
+	good := "5\r\nhello\r\n"
+	var cases []hostileCase
+	for _, bad := range []struct{ name, line string }{
+		{"a chunk size followed by a space", "5 \r\n"},
+		{"a chunk size followed by a tab", "5\t\r\n"},
+		{"an empty chunk extension", "5;\r\n"},
+		{"an empty extension after whitespace", "5; \r\n"},
+		{"two semicolons", "5;;a\r\n"},
+		{"an unbalanced quote in an extension", "5;a=\"b\r\n"},
+		{"a quote inside a token value", "5;a=b\"c\"\r\n"},
+		{"a space inside a token value", "5;a=b c\r\n"},
+		{"an extension name that is not a token", "5;a@b\r\n"},
+		{"an extension with an empty value", "5;a=\r\n"},
+		{"an extension value without a name", "5;=b\r\n"},
+		{"text after a quoted value", "5;a=\"b\"c\r\n"},
+		{"whitespace after an extension value", "5;a=b \r\n"},
+		{"whitespace after an extension name", "5;a \r\n"},
+		{"NUL in a quoted value", "5;a=\"\x00\"\r\n"},
+		{"DEL in a quoted value", "5;a=\"\x7f\"\r\n"},
+		{"a control byte in a name", "5;a\x01\r\n"},
+		{"a bare CR ending a chunk line", "5\rhello\r\n"},
+		{"a CR inside an extension", "5;a\rb\r\n"},
+	} {
+		cases = append(cases,
+			hostileCase{name: bad.name, req: chunked + bad.line + "hello\r\n" + lastChunk + smuggled, want: 400, code: "bad_request", orClose: true},
+			hostileCase{name: bad.name + ", after a good chunk", req: chunked + good + bad.line + "hello\r\n" + lastChunk + smuggled, want: 400, code: "bad_request", orClose: true},
+		)
+	}
+	for _, bad := range []struct{ name, end string }{
+		{"a last chunk followed by a space", "0 \r\n\r\n"},
+		{"an empty extension on the last chunk", "0;\r\n\r\n"},
+		{"a trailer line without a colon", "0\r\nnot a field\r\n\r\n"},
+		{"a trailer name that is not a token", "0\r\nX(T): 1\r\n\r\n"},
+		{"a trailer line ended by a bare LF", "0\r\nX-T: 1\n\r\n"},
+		{"a folded trailer line", "0\r\nX-T: 1\r\n 2\r\n\r\n"},
+		{"a control byte in a trailer value", "0\r\nX-T: a\x01b\r\n\r\n"},
+		{"a bare LF ending the trailer section", "0\r\n\n"},
+	} {
+		cases = append(cases, hostileCase{name: bad.name, req: chunked + good + bad.end + smuggled, want: 400, code: "bad_request", orClose: true})
+	}
+	runHostile(t, w, tap, cases)
+}
+
+// Chunk lines inside the grammar pass, and the upstream gets the body.
+func TestWellFormedChunkLinesAreAccepted(t *testing.T) {
+	w, tap := hostileTarget(t, nil)
+	chunked := hostilePost("Transfer-Encoding: chunked")
+	for _, tc := range []struct{ name, body string }{
+		{"an extension name", "5;a\r\nhello\r\n" + lastChunk},
+		{"a token value", "5;a=b\r\nhello\r\n" + lastChunk},
+		{"a quoted value with escapes", "5;a=\"b \\\"c\\\" ;=\"\r\nhello\r\n" + lastChunk},
+		{"whitespace around the equals sign", "5;a = b\r\nhello\r\n" + lastChunk},
+		{"whitespace after the semicolon", "5; a=b\r\nhello\r\n" + lastChunk},
+		{"several extensions", "5;a=b;c;d=\"e\"\r\nhello\r\n" + lastChunk},
+		{"upper-case hex", "A\r\nhellohello\r\n" + lastChunk},
+		{"leading zeros", "0005\r\nhello\r\n" + lastChunk},
+		{"an extension on the last chunk", "5\r\nhello\r\n0;a=b\r\n\r\n"},
+		{"two zeros as the last chunk", "5\r\nhello\r\n00\r\n\r\n"},
+		{"a trailer field", "5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n"},
+		{"chunks split across many", "1\r\nh\r\n1\r\ne\r\n3\r\nllo\r\n" + lastChunk},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tap.mark()
+			a := sendHostile(t, w.addr, chunked+tc.body)
+			sent := tap.since(m)
+			if a.status != 200 {
+				t.Fatalf("answered %s; want 200", a)
+			}
+			if len(sent) != 1 || !sent[0].complete {
+				t.Fatalf("the upstream received %d requests, want one whole", len(sent))
+			}
+			want := "hello"
+			if strings.HasPrefix(tc.body, "A\r\n") {
+				want = "hellohello"
+			}
+			if got := string(sent[0].body); got != want {
+				t.Fatalf("the upstream received the body %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// A bad chunk line that arrives after part of the body has gone upstream
+// cuts the upstream's request: it never sees the body completed.
+func TestBadChunkLineMidStreamCutsTheForwardedRequest(t *testing.T) {
+	w, tap := hostileTarget(t, nil)
+	c, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(answerTimeout))
+	m := tap.mark()
+	if _, err := io.WriteString(c, hostilePost("Transfer-Encoding: chunked")+"5\r\nhello\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the first chunk to reach the upstream", func() bool {
+		for _, r := range tap.since(m) {
+			if strings.Contains(r.head, "/hostile") {
+				return true
+			}
+		}
+		return false
+	})
+	_, _ = io.WriteString(c, "3 \r\nabc\r\n"+lastChunk+smuggled)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get("X-Warden-Error") != "bad_request" {
+		t.Fatalf("answered %d %s, want 400 bad_request", resp.StatusCode, resp.Header.Get("X-Warden-Error"))
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the connection stayed open")
+	}
+	for _, r := range tap.since(m) {
+		if r.complete || strings.Contains(r.head, "/smuggled") {
+			t.Fatalf("the upstream received a whole request: %q body %q", r.head, r.body)
+		}
+	}
+}
+
 func TestControlCharactersAndMalformedFieldLinesNeverReachTheUpstream(t *testing.T) {
 	w, tap := hostileTarget(t, nil)
 	runHostile(t, w, tap, []hostileCase{

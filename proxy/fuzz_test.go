@@ -758,6 +758,15 @@ func (r *serveResult) problem() string {
 	if r.leaked {
 		return "an upstream connection was still open after the client's connection and the proxy were closed"
 	}
+	if k := firstBadChunkedBody(r.in); k >= 0 {
+		whole := 0
+		for _, c := range r.up {
+			whole += len(c.answered)
+		}
+		if whole > k {
+			return fmt.Sprintf("request %d of the input has a chunked body outside RFC 9112's grammar, yet the upstream received %d whole requests", k, whole)
+		}
+	}
 
 	// What came back to the client.
 	resps, err := parseResponses(r.out, bytes.Contains(r.in, []byte("HEAD")))
@@ -827,6 +836,52 @@ func (r *serveResult) problem() string {
 		return fmt.Sprintf("the metrics counted %d answers, the client got %d", r.counted, finals)
 	}
 	return ""
+}
+
+// firstBadChunkedBody reads the input's requests as a strict parser would,
+// and returns the index of the first whose chunked body is framed outside
+// RFC 9112's grammar (by refChunked, the reference of chunked_test.go), or
+// -1. Its heads are read by net/http, so it walks only as far as the heads
+// are plain (CRLF line ends, no folds, no bare CR or LF), where net/http and
+// fasthttp cannot disagree on where a head ends; anything else stops it.
+func firstBadChunkedBody(in []byte) int {
+	for k := 0; ; k++ {
+		end := bytes.Index(in, []byte("\r\n\r\n"))
+		if end < 0 {
+			return -1
+		}
+		head := in[:end+4]
+		if bytes.Count(head, []byte("\n")) != bytes.Count(head, []byte("\r\n")) ||
+			bytes.Count(head, []byte("\r")) != bytes.Count(head, []byte("\r\n")) ||
+			bytes.Contains(head, []byte("\n ")) || bytes.Contains(head, []byte("\n\t")) {
+			return -1
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+		if err != nil || req.ProtoMinor != 1 {
+			return -1
+		}
+		rest := in[end+4:]
+		switch {
+		case slices.Equal(req.TransferEncoding, []string{"chunked"}):
+			_, n, verdict := refChunked(rest)
+			switch verdict {
+			case "":
+				rest = rest[n:]
+			case "incomplete":
+				return -1
+			default:
+				return k
+			}
+		case len(req.TransferEncoding) > 0:
+			return -1
+		case req.ContentLength > 0:
+			if int64(len(rest)) < req.ContentLength {
+				return -1
+			}
+			rest = rest[req.ContentLength:]
+		}
+		in = rest
+	}
 }
 
 // wardenErrorProblem checks one of warden's own answers.
@@ -1000,6 +1055,12 @@ func fuzzServeSeeds() []string {
 	} {
 		templates = append(templates, chunked+body+smuggled)
 	}
+	// Chunk lines outside RFC 9112's grammar, alone and after a good chunk,
+	// and well-formed ones (TestChunkLinesOutsideTheGrammarGet400,
+	// TestWellFormedChunkLinesAreAccepted).
+	for _, tc := range chunkedCases {
+		templates = append(templates, chunked+tc.body+smuggled, chunked+"2\r\nok\r\n"+tc.body+smuggled)
+	}
 	// Control bytes and malformed field lines
 	// (TestControlCharactersAndMalformedFieldLinesNeverReachTheUpstream).
 	templates = append(templates,
@@ -1128,6 +1189,13 @@ func TestFuzzServeCheckersCatchWhatTheyAreFor(t *testing.T) {
 		"a lost answer":                        {in: []byte(goodAuth), answers: map[string]string{"0.0": "ok"}, up: []*fuzzUpConn{{raw: []byte("GET"), heads: 1}}},
 		"more upstream requests than answers":  {in: []byte(goodAuth + goodAuth), up: []*fuzzUpConn{{raw: []byte("GET"), heads: 2}}},
 		"still in flight":                      {in: []byte("x"), inFlight: 1},
+		"a bad chunk line forwarded": {
+			in:      []byte("POST / HTTP/1.1\r\nHost: a\r\nAuthorization: " + goodAuth + "\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n"),
+			up:      []*fuzzUpConn{{raw: []byte("POST"), heads: 1, answered: []string{"0.0"}}},
+			answers: map[string]string{"0.0": "ok"},
+			out:     []byte("HTTP/1.1 200 OK\r\n" + fuzzMarker + ": 0.0\r\nContent-Length: 2\r\n\r\nok"),
+			counted: 1,
+		},
 	} {
 		if r.problem() == "" {
 			t.Errorf("check passed %s", name)

@@ -138,10 +138,22 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 
 var errNotProbed = errors.New("not probed yet")
 
-// Server returns the fasthttp server for the proxy port, configured for a
-// streaming reverse proxy (see ../shared/FASTHTTP-NOTES.md for each trap).
-func (p *Proxy) Server() *fasthttp.Server {
-	return &fasthttp.Server{
+// Server is the fasthttp server of the proxy port. Its Serve and ServeConn
+// put every client connection behind the request guard (guard.go).
+type Server struct {
+	*fasthttp.Server
+}
+
+// Serve serves the connections ln accepts until the server shuts down.
+func (s *Server) Serve(ln net.Listener) error { return s.Server.Serve(guardListener{ln}) }
+
+// ServeConn serves one connection.
+func (s *Server) ServeConn(c net.Conn) error { return s.Server.ServeConn(guard(c)) }
+
+// Server returns the server for the proxy port, configured for a streaming
+// reverse proxy (see ../shared/FASTHTTP-NOTES.md for each trap).
+func (p *Proxy) Server() *Server {
+	return &Server{&fasthttp.Server{
 		Handler:      p.ServeHTTP,
 		ErrorHandler: p.serveError,
 		// Decide on "Expect: 100-continue" from the headers, before the
@@ -176,7 +188,7 @@ func (p *Proxy) Server() *fasthttp.Server {
 		SecureErrorLogMessage: true,
 		CloseOnShutdown:       true,
 		Logger:                fasthttpLogger{p.log},
-	}
+	}}
 }
 
 // StartDraining turns /readyz to 503, with the reason in its body, and asks
@@ -208,6 +220,15 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
 		p.fail(ctx, start, failBadRequest)
 		ctx.SetConnectionClose()
 		return
+	}
+	if ctx.Request.Header.ContentLength() == -1 {
+		// A chunked body: the guard follows it from here, before anything
+		// (fasthttp's drain of a refused request's body included) reads it.
+		if err := guardChunkedBody(ctx); err != nil {
+			p.fail(ctx, start, failBadRequest)
+			ctx.SetConnectionClose()
+			return
+		}
 	}
 	if p.auth != nil {
 		if p.throttled(ctx, start) || !p.authorized(ctx, start) {
