@@ -434,3 +434,90 @@ func TestUpstreamFailingBeforeItsHeadGets502(t *testing.T) {
 		})
 	}
 }
+
+// The other direction: a request body that the client sends slowly reaches
+// the model piece by piece, as it comes, and not once warden has gathered a
+// buffer's worth (a model that reads audio or a document as it streams in).
+func TestRequestBodyBytesAreNeverHeldBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// requests gets, for each request the upstream reads, the times at
+	// which each piece of its body arrived.
+	requests := make(chan chan time.Time, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					pieces := make(chan time.Time, 1000)
+					requests <- pieces
+					buf := make([]byte, 64<<10)
+					for {
+						n, err := req.Body.Read(buf)
+						if n > 0 {
+							pieces <- time.Now()
+						}
+						if err != nil {
+							break
+						}
+					}
+					close(pieces)
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	w := startWarden(t, protectedEnv(ln.Addr().String()))
+	for _, framing := range []string{"Content-Length: 2000", "Transfer-Encoding: chunked"} {
+		t.Run(framing, func(t *testing.T) {
+			c, err := net.Dial("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			piece := strings.Repeat("a", 1000)
+			first, second := piece, piece
+			if strings.HasPrefix(framing, "Transfer") {
+				first, second = chunk(piece), chunk(piece)+"0\r\n\r\n"
+			}
+			_, _ = io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: warden.test\r\n"+authField+"\r\n"+framing+"\r\n\r\n"+first)
+			sent := time.Now()
+			var pieces chan time.Time
+			select {
+			case pieces = <-requests:
+			case <-time.After(1500 * time.Millisecond):
+				t.Fatal("the request did not reach the model within 1.5s")
+			}
+			select {
+			case at := <-pieces:
+				t.Logf("the first body bytes reached the model %s after the client sent them", at.Sub(sent))
+				if at.Sub(sent) > 250*time.Millisecond {
+					t.Errorf("the first body bytes were held back for %s", at.Sub(sent))
+				}
+			case <-time.After(1500 * time.Millisecond):
+				t.Errorf("the first 1000 body bytes did not reach the model within 1.5s: warden holds them")
+			}
+			_, _ = io.WriteString(c, second)
+			for range pieces {
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("answer: %v %v", resp, err)
+			}
+		})
+	}
+}

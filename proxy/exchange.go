@@ -361,8 +361,10 @@ func (x *exchange) send(c *conn) error {
 	return c.bw.Flush()
 }
 
-// copyFixed copies exactly n bytes of the client's body.
+// copyFixed copies exactly n bytes of the client's body, each piece on to
+// the upstream as it comes.
 func (x *exchange) copyFixed(w *bufio.Writer, r io.Reader, n int64) error {
+	client := bodyBuffer(r) // what of the body has arrived and waits to be read
 	for n > 0 {
 		buf := x.buffer()
 		m, err := r.Read(buf[:min(int64(len(buf)), n)])
@@ -373,7 +375,16 @@ func (x *exchange) copyFixed(w *bufio.Writer, r io.Reader, n int64) error {
 			}
 		}
 		if n == 0 {
-			return nil
+			return nil // send flushes the last piece, with the head if it is all
+		}
+		if m > 0 && (client == nil || client.Buffered() == 0) {
+			// More is coming, maybe slowly: what came goes on now. (The
+			// first read brings only the byte fasthttp read ahead; the rest
+			// of a small body is buffered behind it, and goes out with the
+			// head in one write.)
+			if err := w.Flush(); err != nil {
+				return err
+			}
 		}
 		if err != nil {
 			return errors.Join(errClientBody, err)

@@ -161,9 +161,10 @@ func guardChunkedBody(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// bodyBuffer returns the buffer a chunked request body streams from: the
+// bodyBuffer returns the buffer a streamed request body is read from: the
 // client connection's *bufio.Reader, held by fasthttp's body stream. nil if
-// s is not such a stream.
+// s is not such a stream. Besides the guard's start, it tells copyFixed
+// whether more of a body is at hand without waiting for the client.
 func bodyBuffer(s io.Reader) *bufio.Reader { return streamField.reader(s) }
 
 func (f streamFieldInfo) reader(s io.Reader) *bufio.Reader {

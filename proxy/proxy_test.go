@@ -35,6 +35,7 @@ type rig struct {
 	upstream *fasthttp.Server
 	mu       sync.Mutex
 	handler  fasthttp.RequestHandler
+	writes   []int // sizes of warden's writes to upstream connections
 }
 
 func newRig(tb testing.TB, mutate func(*Config)) *rig {
@@ -75,7 +76,10 @@ func newRig(tb testing.TB, mutate func(*Config)) *rig {
 	}
 	r.handler = func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }
 	go r.upstream.Serve(upLn)
-	p, err := newProxy(cfg, func(string, time.Time) (net.Conn, error) { return upLn.Dial() })
+	p, err := newProxy(cfg, func(string, time.Time) (net.Conn, error) {
+		c, err := upLn.Dial()
+		return &countedConn{Conn: c, r: r}, err
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -96,6 +100,25 @@ func newRig(tb testing.TB, mutate func(*Config)) *rig {
 		p.Close()
 	})
 	return r
+}
+
+// countedConn records the size of every write warden makes upstream.
+type countedConn struct {
+	net.Conn
+	r *rig
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	c.r.mu.Lock()
+	c.r.writes = append(c.r.writes, len(b))
+	c.r.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (r *rig) upstreamWrites() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int(nil), r.writes...)
 }
 
 func (r *rig) setUpstream(h fasthttp.RequestHandler) {
@@ -167,6 +190,26 @@ func TestServeHTTPForwardsAndStripsCredentials(t *testing.T) {
 	}
 	if want := `auth="" xff="pipe" body="hello"`; body != want {
 		t.Fatalf("upstream saw %s, want %s", body, want)
+	}
+}
+
+// A small request goes upstream in one write, head and body together,
+// however fasthttp hands the body over; a body that is still arriving goes
+// piece by piece (e2e TestRequestBodyBytesAreNeverHeldBack).
+func TestSmallRequestGoesUpstreamInOneWrite(t *testing.T) {
+	r := newRig(t, nil)
+	for _, body := range []string{"", "x", `{"prompt":"hello","max_tokens":16}`, strings.Repeat("b", 3000)} {
+		before := len(r.upstreamWrites())
+		method := "POST"
+		if body == "" {
+			method = "GET"
+		}
+		if status, _, got := r.do(t, method, "/", goodAuth, body); status != 200 {
+			t.Fatalf("%d %s", status, got)
+		}
+		if w := r.upstreamWrites()[before:]; len(w) != 1 {
+			t.Errorf("a %s with a %d-byte body went upstream in %d writes %v, want 1", method, len(body), len(w), w)
+		}
 	}
 }
 
