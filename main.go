@@ -18,12 +18,17 @@ import (
 	"syscall"
 
 	"github.com/caarlos0/env/v11"
+	"golang.org/x/sys/unix"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
 func main() {
+	if err := notDumpable(); err != nil {
+		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
+		os.Exit(1)
+	}
 	raiseGOMAXPROCS()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], env.ToMap(os.Environ()), os.Stdout, os.Stderr)
@@ -36,6 +41,21 @@ func main() {
 		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// notDumpable makes warden's process non-dumpable (PR_SET_DUMPABLE 0), first
+// thing, in every mode. Its secret is in its environment and its memory, and
+// the processes beside it run third-party code: a model server warden wraps,
+// or a sidecar sharing the pod's process namespace. Unless dumpable, a
+// process's /proc/PID/environ, mem and maps belong to root and ptrace
+// needs CAP_SYS_PTRACE, so processes of warden's own user can read none of
+// them, and no core dump is written. The model server that warden starts is
+// dumpable again: exec resets the flag.
+func notDumpable() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make the process non-dumpable: %w", err)
+	}
+	return nil
 }
 
 // minProcs is the fewest Ps warden runs with. With one or two, every P is

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -36,6 +37,10 @@ const (
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "warden-e2e-")
+	if err == nil {
+		// Tests run the binaries as an unprivileged user too.
+		err = os.Chmod(dir, 0o755)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -95,8 +100,18 @@ type proc struct {
 // and HOME), and stops it when the test ends.
 func startProc(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcAs(t, nil, name, env, bin, args...)
+}
+
+// startProcAs is startProc with the process running as cred (nil: as the
+// test).
+func startProcAs(t testing.TB, cred *syscall.Credential, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	if cred != nil {
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out

@@ -63,7 +63,22 @@ func main() {
 	exitCode := flag.Int("exit-code", 0, "status for -exit-after")
 	onTerm := flag.String("on-term", "default", "on SIGTERM: default (die by the signal), graceful (exit 0), ignore")
 	grandchildren := flag.Bool("grandchildren", false, "start two long sleeps, one in a new session, and print their pids")
+	spyOn := flag.Int("spy", -1, "try to read process PID's secret (0: the parent's) and write a report to -spy-out, then serve (or exit with -spy-only)")
+	spyOut := flag.String("spy-out", "", "where -spy writes its report")
+	spyOnly := flag.Bool("spy-only", false, "exit after -spy")
 	flag.Parse()
+	if *spyOn >= 0 {
+		pid := *spyOn
+		if pid == 0 {
+			pid = os.Getppid()
+		}
+		if err := spy(pid, *spyOut); err != nil {
+			log.Fatal(err)
+		}
+		if *spyOnly {
+			return
+		}
+	}
 	handleTerm(*onTerm)
 	if *grandchildren {
 		startGrandchildren()
