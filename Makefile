@@ -61,6 +61,7 @@ soak-short:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(or $(FUZZTIME),1000000x) -timeout $(FUZZ_TIMEOUT) ./auth
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildHead$$' -fuzztime $(or $(FUZZTIME),300000x) -timeout $(FUZZ_TIMEOUT) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzChunkedScanner$$' -fuzztime $(or $(FUZZTIME),1000000x) -timeout $(FUZZ_TIMEOUT) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(or $(FUZZTIME),100000x) -timeout $(FUZZ_TIMEOUT) ./proxy
 
 ## timing: the dudect-style Welch t-test of the credential check
@@ -70,7 +71,8 @@ timing:
 	taskset -c $$(( $$(nproc) - 1 )) bin/timingtest -samples $(TIMING_SAMPLES)
 
 ## bench: the Go benchmarks (must allocate nothing) and a load comparison of
-## direct, warden and nginx (when installed), with a chart (scripts/bench.sh)
+## direct, warden and nginx (when installed), with a chart (scripts/bench.sh);
+## BASELINE_BIN=path/to/older/warden adds it as "warden-base", side by side
 bench:
 	bash scripts/bench.sh
 

@@ -96,6 +96,32 @@ func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 		t.Errorf("X-Forwarded-Proto = %q, want https", got)
 	}
 
+	// Large bodies of both framings, and a stream, over TLS: the body of a
+	// sized response goes straight to the client's connection.
+	for path, want := range map[string]int{"/blob?bytes=4194304": 4 << 20, "/blob?bytes=4194304&chunked=1": 4 << 20, "/sse?n=3&interval=10ms": -1} {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+w.addr+path, nil)
+		req.Header.Set("Authorization", basicAuth(testUser, testPassword))
+		resp, err := tlsClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s over TLS: %v", path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil || resp.StatusCode != 200:
+			t.Errorf("%s over TLS: %d, %d bytes, %v", path, resp.StatusCode, len(b), err)
+		case want >= 0 && len(b) != want:
+			t.Errorf("%s over TLS: %d bytes, want %d", path, len(b), want)
+		case want < 0 && !strings.HasSuffix(string(b), "data: [DONE]\n\n"):
+			t.Errorf("%s over TLS: %q", path, b)
+		}
+		for i := 0; want > 0 && i < len(b); i += 64 << 10 {
+			if b[i] != 0 || len(b) > i+250 && b[i+250] != 250 {
+				t.Fatalf("%s over TLS: wrong bytes at %d", path, i)
+			}
+		}
+	}
+
 	// Old protocol versions and weak ciphers are refused.
 	for name, cfg := range map[string]*tls.Config{
 		"TLS 1.1": {RootCAs: pool, MaxVersion: tls.VersionTLS11},

@@ -48,6 +48,9 @@ import (
 //   - the upstream sees no byte at all unless the input holds the right
 //     credentials, and no more requests than the input holds copies of them
 //     (each authorised request needs its own);
+//   - a request whose chunked body leaves RFC 9112's grammar (as the
+//     reference parser of chunked_test.go reads it) never reaches the
+//     upstream whole, nor does any request after it;
 //   - the upstream receives no more requests than warden answered, and every
 //     answer it sent reaches the client once (nothing smuggled, nothing lost);
 //   - afterwards no request is in flight, the metrics count each answer

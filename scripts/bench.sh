@@ -18,6 +18,8 @@
 #
 #   make bench                              # defaults: 3 rounds of 10 s + 5 s
 #   ROUNDS=5 DURATION=20 make bench
+#   BASELINE_BIN=/tmp/warden-old make bench # adds that build as warden-base,
+#                                           # measured in the same rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,19 +117,25 @@ fi
 wait_port "$UP_PORT"
 
 TARGETS="direct warden"
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  [[ -x $BASELINE_BIN ]] || die "BASELINE_BIN=$BASELINE_BIN is not an executable"
+  TARGETS+=" warden-base"
+fi
 command -v nginx >/dev/null && TARGETS+=" nginx"
 
 # start_target NAME: sets T_PID (empty for direct) and T_PORT.
 start_target() {
   T_PID= T_PORT=$UP_PORT
   case $1 in
-  warden)
+  warden | warden-base)
+    local bin=$WORK/warden
+    [[ $1 == warden-base ]] && bin=$BASELINE_BIN
     next_port
     T_PORT=$PORT
     next_port
-    start "$WORK/warden.log" env WARDEN_LISTEN="127.0.0.1:$T_PORT" WARDEN_ADMIN_LISTEN="127.0.0.1:$PORT" \
+    start "$WORK/$1.log" env WARDEN_LISTEN="127.0.0.1:$T_PORT" WARDEN_ADMIN_LISTEN="127.0.0.1:$PORT" \
       WARDEN_UPSTREAM="http://127.0.0.1:$UP_PORT" WARDEN_PASSWORD="$PASSWORD" WARDEN_LOG_LEVEL=warn \
-      WARDEN_AUTH_FAILURE_LIMIT=0 "${SERVER[@]}" "$WORK/warden"
+      WARDEN_AUTH_FAILURE_LIMIT=0 "${SERVER[@]}" "$bin"
     T_PID=$LAST
     ;;
   nginx)
