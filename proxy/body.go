@@ -82,6 +82,60 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// next returns the next body bytes that have arrived, without copying them:
+// a slice of the connection's buffer, valid until the next call. It waits
+// for the upstream only when none are buffered. The caller says with consume
+// how many it used. At the end it returns io.EOF; a cut body is an error.
+func (b *upstreamBody) next() ([]byte, error) {
+	for b.err == nil {
+		if !b.more() {
+			if _, err := b.br.Peek(1); err != nil {
+				b.interrupt(err)
+				break
+			}
+		}
+		avail := int64(b.br.Buffered())
+		switch b.framing {
+		case bodyFixed:
+			span, _ := b.br.Peek(int(min(avail, b.left)))
+			return span, nil
+		case bodyUntilClose:
+			span, _ := b.br.Peek(int(avail))
+			return span, nil
+		case bodyChunked:
+			s := &b.chunks
+			if s.inData() {
+				span, _ := b.br.Peek(int(min(avail, s.remaining)))
+				return span, nil
+			}
+			buf, _ := b.br.Peek(int(avail))
+			k, err := s.framing(buf)
+			_, _ = b.br.Discard(k)
+			switch {
+			case err != nil:
+				b.err = err
+			case s.done():
+				b.err = io.EOF
+			}
+		}
+	}
+	return nil, b.err
+}
+
+// consume marks n bytes that next returned as used.
+func (b *upstreamBody) consume(n int) {
+	_, _ = b.br.Discard(n)
+	switch b.framing {
+	case bodyFixed:
+		b.left -= int64(n)
+		if b.left == 0 {
+			b.err = io.EOF
+		}
+	case bodyChunked:
+		b.chunks.consumeData(n)
+	}
+}
+
 // more reports whether reading on would not wait for the upstream.
 func (b *upstreamBody) more() bool { return b.br.Buffered() > 0 }
 

@@ -717,24 +717,26 @@ func (x *exchange) WriteTo(w io.Writer) (int64, error) {
 	return x.copyBody(w)
 }
 
-// copyBody copies the upstream's body to w, one write per batch of what has
-// arrived, until the body ends or either side fails.
+// copyBody copies the upstream's body to w as it arrives, each write what
+// the connection's buffer holds of it (no buffer of the exchange's own, so a
+// stream waiting for its next event holds nothing but its connection), until
+// the body ends or either side fails. A large sized body still to come is
+// read straight from the socket through a larger buffer instead.
 //
 // With an SSE heartbeat, a wait that starts between events is bounded by the
 // heartbeat interval; if nothing came, an SSE comment goes out instead, so
 // that idle timeouts in front of warden do not cut a stream that is only
 // slow (a long prefill).
 func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
-	var buf []byte
-	if x.body.framing == bodyFixed && !x.body.buffered() {
-		bp := downloadBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
-		defer downloadBufs.Put(bp)
-		buf = *bp
-	} else {
-		buf = x.buffer()
-	}
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			downloadBufs.Put(big)
+		}
+	}()
+	b := &x.body
 	for {
-		if x.heartbeat > 0 && x.body.waits() && x.atEventBoundary() && x.silentFor(x.heartbeat) {
+		if x.heartbeat > 0 && b.waits() && x.atEventBoundary() && x.silentFor(x.heartbeat) {
 			n, werr := w.Write(heartbeatComment)
 			written += int64(n)
 			x.sent += int64(n)
@@ -744,13 +746,28 @@ func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
 			}
 			continue
 		}
-		n, rerr := x.body.Read(buf)
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			written += int64(m)
-			x.sent += int64(m)
+		var span []byte
+		var rerr error
+		fromSocket := b.framing == bodyFixed && b.waits() && b.left >= downloadBufSize
+		if fromSocket {
+			if big == nil {
+				big = downloadBufs.Get().(*[]byte) //nolint:forcetypeassert // the pool holds only *[]byte
+			}
+			var n int
+			n, rerr = b.Read(*big)
+			span = (*big)[:n]
+		} else {
+			span, rerr = b.next()
+		}
+		if len(span) > 0 {
+			n, werr := w.Write(span)
+			if !fromSocket {
+				b.consume(n)
+			}
+			written += int64(n)
+			x.sent += int64(n)
 			if x.heartbeat > 0 {
-				x.remember(buf[:m])
+				x.remember(span[:n])
 			}
 			if werr != nil {
 				return written, werr
@@ -763,6 +780,9 @@ func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
 		case rerr != nil:
 			x.upstreamErr = rerr
 			return written, rerr
+		case len(span) == 0 && b.whole():
+			x.eof = true
+			return written, nil
 		}
 	}
 }
