@@ -252,6 +252,8 @@ func cutCases() []cutCase {
 		{name: "chunked, cut inside a chunk-size line", steps: []string{chunkedHead + chunk(k) + "4"}},
 		{name: "chunked, cut after the last chunk, before its CRLF", steps: []string{chunkedHead + chunk(k) + "0\r\n"}},
 		{name: "chunked, cut after a chunk's data, before its CRLF", steps: []string{chunkedHead + "400\r\n" + k}},
+		{name: "chunked, a malformed chunk size", steps: []string{chunkedHead + chunk(k) + "zz\r\n" + k + "\r\n0\r\n\r\n"}},
+		{name: "chunked, a chunk line outside the grammar", steps: []string{chunkedHead + chunk(k) + "400 \r\n" + k + "\r\n0\r\n\r\n"}},
 		{name: "SSE, cut between two events", steps: []string{sseHead + chunk(ev(1)), chunk(ev(2))}},
 		{name: "SSE, cut inside an event", steps: []string{sseHead + chunk(ev(1)), chunk(ev(2)[:8])}},
 		{name: "SSE, reset between two events", steps: []string{sseHead + chunk(ev(1)), chunk(ev(2))}, end: endReset},
