@@ -188,8 +188,10 @@ func TestProcessOfTheSameUserCannotReadWardensSecret(t *testing.T) {
 func checkProcessMetrics(t *testing.T, w *wardenProc) {
 	t.Helper()
 	m := metrics(t, w)
-	for _, name := range []string{"process_open_fds", "process_resident_memory_bytes", "process_virtual_memory_bytes",
-		"process_cpu_seconds_total", "process_start_time_seconds"} {
+	for _, name := range []string{
+		"process_open_fds", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+		"process_cpu_seconds_total", "process_start_time_seconds",
+	} {
 		re := regexp.MustCompile(`(?m)^` + name + ` ([0-9.e+]+)$`)
 		v := re.FindStringSubmatch(m)
 		if v == nil {

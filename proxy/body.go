@@ -46,7 +46,7 @@ func (b *upstreamBody) reset(br *bufio.Reader, framing bodyFraming, length int64
 }
 
 // whole reports whether the body has been read to its end.
-func (b *upstreamBody) whole() bool { return b.err == io.EOF }
+func (b *upstreamBody) whole() bool { return errors.Is(b.err, io.EOF) }
 
 // buffered reports whether the rest of the body, to its end, is already in
 // the connection's buffer (known only for sized bodies).

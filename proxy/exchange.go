@@ -774,7 +774,7 @@ func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
 			}
 		}
 		switch {
-		case rerr == io.EOF:
+		case errors.Is(rerr, io.EOF):
 			x.eof = true
 			return written, nil
 		case rerr != nil:
@@ -811,7 +811,7 @@ func (x *exchange) Read(b []byte) (int, error) {
 	n, err := x.body.Read(b)
 	x.sent += int64(n)
 	switch {
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		x.eof = true
 	case err != nil:
 		x.upstreamErr = err

@@ -82,7 +82,7 @@ func (c *conn) alive() bool {
 // peekSocket is the body of alive's peek, run by the runtime's poller with
 // the socket's descriptor. It never asks to wait.
 func (c *conn) peekSocket(fd uintptr) bool {
-	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1, //nolint:gosec // a one-byte buffer of the conn's own, for the length given
 		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 	c.peekIdle = errno == unix.EAGAIN
 	return true

@@ -15,8 +15,10 @@ func socketPair(tb testing.TB) (*conn, net.Conn) {
 		tb.Fatal(err)
 	}
 	defer ln.Close()
-	u := newUpstream(upstreamConfig{addr: ln.Addr().String(), maxConns: 1, dialTimeout: time.Second,
-		idleTimeout: time.Minute, readBuf: 4096, writeBuf: 4096})
+	u := newUpstream(upstreamConfig{
+		addr: ln.Addr().String(), maxConns: 1, dialTimeout: time.Second,
+		idleTimeout: time.Minute, readBuf: 4096, writeBuf: 4096,
+	})
 	tb.Cleanup(u.Close)
 	c, err := u.dial(time.Now().Add(time.Second))
 	if err != nil {
@@ -33,7 +35,7 @@ func socketPair(tb testing.TB) (*conn, net.Conn) {
 // An idle connection is alive until the upstream closes or resets it, or
 // sends something unasked.
 func TestIdleConnectionCheckSeesWhatTheUpstreamDid(t *testing.T) {
-	c, peer := socketPair(t)
+	c, _ := socketPair(t)
 	if !c.alive() {
 		t.Fatal("a fresh idle connection is not alive")
 	}
@@ -41,7 +43,7 @@ func TestIdleConnectionCheckSeesWhatTheUpstreamDid(t *testing.T) {
 		t.Error("the check allocates")
 	}
 
-	c, peer = socketPair(t)
+	c, peer := socketPair(t)
 	_, _ = peer.Write([]byte("HTTP/1.1 200 OK\r\n\r\n"))
 	waitUntil(t, func() bool { return !c.alive() }, "a connection with stray bytes to be seen as dead")
 
