@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"bytes"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/paperspace/warden/auth"
 )
@@ -128,5 +133,45 @@ func TestMetricsRecordingAllocatesNothing(t *testing.T) {
 		m.upstreamError("busy")
 	}); n != 0 {
 		t.Fatalf("recording allocates %.0f times", n)
+	}
+}
+
+// The reference parser, Prometheus's own (test-only: it never enters the
+// binary), reads every metric warden writes, with the types warden says.
+func TestMetricsParseWithThePrometheusReferenceParser(t *testing.T) {
+	m := NewMetrics(`v1 "quoted" \ back`)
+	m.SetConfig("protected", true, time.UnixMilli(1_800_000_000_500))
+	m.code(200).Inc()
+	m.authFailures[auth.Missing].Inc()
+	m.upstreamError("body")
+	m.duration.Observe(3 * time.Millisecond)
+	m.upstreamWait.Observe(time.Second)
+	text := m.AppendText(nil)
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		t.Fatalf("the reference parser refuses warden's metrics: %v\n%s", err, text)
+	}
+	for name, want := range map[string]dto.MetricType{
+		"warden_requests_total":                   dto.MetricType_COUNTER,
+		"warden_request_duration_seconds":         dto.MetricType_HISTOGRAM,
+		"warden_upstream_response_header_seconds": dto.MetricType_HISTOGRAM,
+		"warden_requests_in_flight":               dto.MetricType_GAUGE,
+		"warden_build_info":                       dto.MetricType_GAUGE,
+		"process_open_fds":                        dto.MetricType_GAUGE,
+		"go_goroutines":                           dto.MetricType_GAUGE,
+	} {
+		f, ok := families[name]
+		if !ok {
+			t.Errorf("the reference parser found no %s", name)
+			continue
+		}
+		if f.GetType() != want {
+			t.Errorf("%s is a %v, want %v", name, f.GetType(), want)
+		}
+	}
+	h := families["warden_request_duration_seconds"].GetMetric()[0].GetHistogram()
+	if h.GetSampleCount() != 1 || h.GetSampleSum() != 0.003 {
+		t.Errorf("duration histogram: count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
 	}
 }

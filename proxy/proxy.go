@@ -27,6 +27,8 @@ type Authenticator interface {
 	Check(authorization []byte, now time.Time) auth.Result
 }
 
+var _ Authenticator = (*auth.Checker)(nil)
+
 // Config is what the proxy needs to run. Zero durations and sizes are not
 // defaults: main fills every field from the environment.
 type Config struct {
