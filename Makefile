@@ -11,7 +11,7 @@ SOAK ?= 10m
 SOAK_TIMEOUT ?= 2h
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: build run deps test check unit e2e e2e-race soak soak-short fuzz timing bench lint chart image image-test clean
+.PHONY: build run deps test check unit e2e e2e-race soak soak-short fuzz timing bench peers lint chart image image-test clean
 
 ## build: a static binary in bin/warden
 build:
@@ -75,6 +75,11 @@ timing:
 ## BASELINE_BIN=path/to/older/warden adds it as "warden-base", side by side
 bench:
 	bash scripts/bench.sh
+
+## peers: warden beside nginx, haproxy, Caddy and Go's ReverseProxy, every
+## case of tools/peers (needs wrk, nginx, haproxy, caddy; see its README)
+peers: build
+	WARDEN_BIN=bin/warden bash tools/peers/peers.sh
 
 ## lint: golangci-lint (installed into bin/ on first use)
 lint:

@@ -153,7 +153,7 @@ func (s *Server) Serve(ln net.Listener) error { return s.Server.Serve(guardListe
 func (s *Server) ServeConn(c net.Conn) error { return s.Server.ServeConn(guard(c)) }
 
 // Server returns the server for the proxy port, configured for a streaming
-// reverse proxy (see ../shared/FASTHTTP-NOTES.md for each trap).
+// reverse proxy (docs/fasthttp-notes.md lists each trap, with its thread).
 func (p *Proxy) Server() *Server {
 	return &Server{&fasthttp.Server{
 		Handler:      p.ServeHTTP,

@@ -5,7 +5,7 @@
 # 2. A load comparison on loopback, in one run: direct (no proxy), warden,
 #    and nginx doing the same job when nginx is installed (auth_basic +
 #    proxy_pass with upstream keep-alive and buffering off, 1 worker, as in
-#    ../shared/bench). For each: requests per second and proxy CPU time per
+#    tools/peers). For each: requests per second and proxy CPU time per
 #    request with good credentials, the same per refused request (a storm of
 #    wrong passwords), and the proxy's peak RSS. ROUNDS rounds, targets
 #    interleaved; medians with the min-max range.
@@ -46,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$OUT"
 
-# Pin like ../shared/bench: load on CPU 0, servers on CPU 1, when there are two.
+# Pin like tools/peers: load on CPU 0, servers on CPU 1, when there are two.
 LOAD=() SERVER=()
 if command -v taskset >/dev/null && (($(nproc) >= 2)); then
   LOAD=(taskset -c 0) SERVER=(taskset -c 1)
@@ -85,7 +85,7 @@ start() { # start LOGFILE CMD...: run in the background, remember the PID
 NGINX_USER=""
 [[ $(id -u) == 0 ]] && NGINX_USER="user root;"
 
-# The upstream: nginx answering "ok" (as in ../shared/bench), or the Go one.
+# The upstream: nginx answering "ok" (as in tools/peers), or the Go one.
 next_port
 UP_PORT=$PORT
 if command -v nginx >/dev/null; then

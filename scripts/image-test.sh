@@ -123,7 +123,7 @@ driver = "overlay"
 graphroot = "$STORE/storage"
 runroot = "$tmp/run"
 EOF
-# The settings this kernel needs (see shared/PACKAGING-NOTES.md): runc with
+# The settings this kernel needs (docs/packaging-notes.md): runc with
 # cgroupfs (crun refuses hybrid cgroups), explicit ulimits, host networking,
 # events and logs in files (no journald).
 cat >"$tmp/containers.conf" <<EOF
