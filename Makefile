@@ -91,9 +91,10 @@ chart:
 	bash scripts/chart-test.sh
 
 IMAGE ?= warden:$(VERSION)
-## image: the container image, built from Dockerfile with buildah (or: docker build -t warden .)
+## image: the container image, built from Dockerfile with buildah, tagged
+## $(IMAGE) and warden:latest (or: docker build -t warden .)
 image:
-	buildah bud --layers --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	buildah bud --layers --build-arg VERSION=$(VERSION) -t $(IMAGE) -t warden:latest .
 
 ## image-test: build Dockerfile on local stand-in bases, test the image hardened under podman (root, Debian)
 image-test:
