@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -99,14 +98,7 @@ func serve(ctx context.Context, cfg *config, command, childEnviron []string, std
 		stopForwarding := model.ForwardSignals()
 		defer stopForwarding()
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	go p.WatchUpstream(watchCtx)
-	go p.WatchThrottle(watchCtx)
-	srv, admin := p.Server(), p.AdminServer()
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(proxyLn) }()
-	go func() { serveErr <- admin.Serve(adminLn) }()
+	errs := p.Start(proxyLn, adminLn)
 
 	reason := "shutting down"
 	select {
@@ -117,10 +109,11 @@ func serve(ctx context.Context, cfg *config, command, childEnviron []string, std
 		reason = "the model server exited (" + model.Describe() + ")"
 		log.Error().Str("status", model.Describe()).Stringer("drain_delay", cfg.DrainDelay).
 			Msg("the model server exited: draining")
-	case err := <-serveErr:
+	case err := <-errs:
 		// A listener failed under us: nothing to drain.
-		_ = srv.Shutdown()
-		_ = admin.Shutdown()
+		now, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = p.Shutdown(now)
 		if model != nil {
 			model.Stop(cfg.ShutdownTimeout)
 		}
@@ -129,24 +122,23 @@ func serve(ctx context.Context, cfg *config, command, childEnviron []string, std
 
 	// Drain: readiness fails at once so the platform stops sending new
 	// requests, but they are still served until the delay is over.
-	p.StartDraining(reason)
+	p.Drain(reason)
 	time.Sleep(cfg.DrainDelay)
 
-	// Then stop accepting and give in-flight requests their time.
+	// Then stop accepting and give in-flight requests, streams and tunnels
+	// their time.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.ShutdownWithContext(shutdownCtx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			log.Warn().Stringer("shutdown_timeout", cfg.ShutdownTimeout).
-				Msg("shutdown timeout reached: closing the connections still open")
-		} else {
-			log.Warn().Err(err).Msg("shutdown")
-		}
+	res, err := p.Shutdown(shutdownCtx)
+	switch {
+	case err != nil:
+		log.Warn().Err(err).Msg("shutdown")
+	case res.TimedOut:
+		log.Warn().Stringer("shutdown_timeout", cfg.ShutdownTimeout).
+			Msg("shutdown timeout reached: closing the connections still open")
 	}
-	// Websocket tunnels are hijacked connections that fasthttp no longer
-	// tracks: they get what is left of the shutdown timeout.
-	if cut := p.CloseTunnels(shutdownCtx); cut > 0 {
-		log.Warn().Int("tunnels", cut).Msg("shutdown timeout reached: closing websocket tunnels still open")
+	if res.Tunnels > 0 {
+		log.Warn().Int("tunnels", res.Tunnels).Msg("shutdown timeout reached: closing websocket tunnels still open")
 	}
 	// Only now, with no request left that needs it, the model server is
 	// asked to stop: SIGTERM, then SIGKILL after the shutdown timeout.
@@ -159,9 +151,7 @@ func serve(ctx context.Context, cfg *config, command, childEnviron []string, std
 		status = model.ExitCode()
 		log.Info().Str("status", model.Describe()).Msg("model server stopped")
 	}
-	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), time.Second)
-	defer cancelAdmin()
-	_ = admin.ShutdownWithContext(adminCtx)
+	p.Close()
 	log.Info().Int("exit_status", status).Msg("stopped")
 	if status != 0 {
 		return exitStatus(status)

@@ -165,3 +165,70 @@ func TestAdminEndpoints(t *testing.T) {
 		return resp.StatusCode == 503
 	})
 }
+
+// fasthttp skips a hijack handler when flushing an earlier pipelined
+// response fails. A client that pipelines a request and then a websocket
+// upgrade (or an HTTP/1.0 stream, also served on a hijacked connection),
+// and resets the connection at once, makes that happen. Whatever warden set
+// aside for the tunnel or the stream must come back: the one upstream
+// connection allowed is free again, no tunnel and no request is left open,
+// and SIGTERM still exits within the drain delay and the shutdown timeout.
+func TestHijacksFasthttpSkipsLeakNothing(t *testing.T) {
+	up := startUpstream(t)
+	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
+		"WARDEN_UPSTREAM_MAX_CONNS": "1",
+		"WARDEN_UPSTREAM_TIMEOUT":   "1s",
+		"WARDEN_DRAIN_DELAY":        "200ms",
+		"WARDEN_SHUTDOWN_TIMEOUT":   "1s",
+	}))
+	w.waitReady(t)
+	authz := "Authorization: " + basicAuth(testUser, testPassword) + "\r\n"
+	first := "GET /echo HTTP/1.1\r\nHost: warden.test\r\n" + authz + "\r\n"
+	hijacked := map[string]string{
+		"websocket": "GET /ws HTTP/1.1\r\nHost: warden.test\r\n" + authz +
+			"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		"HTTP/1.0 stream": "GET /sse?n=50&interval=10ms HTTP/1.0\r\nHost: warden.test\r\n" + authz + "Connection: keep-alive\r\n\r\n",
+	}
+	idle := func() bool {
+		m := metrics(t, w)
+		return strings.Contains(m, "\nwarden_requests_in_flight 0\n") && strings.Contains(m, "\nwarden_websocket_tunnels_open 0\n")
+	}
+	for name, second := range hijacked {
+		for i := range 10 {
+			before := up.stats(t).Requests
+			c, err := net.Dial("tcp", w.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = c.Write([]byte(first + second))
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			// Both requests reach the upstream; then nothing may stay open.
+			waitFor(t, 3*time.Second, name+": both requests to reach the upstream", func() bool {
+				return up.stats(t).Requests >= before+2
+			})
+			deadline := time.Now().Add(3 * time.Second)
+			for !idle() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s, reset %d: warden did not come back to idle:\n%s", name, i, metrics(t, w))
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		// The one upstream connection is free: a request gets through at once.
+		start := time.Now()
+		resp, _ := do(t, "GET", w.url("/echo"), authHeader(), nil)
+		if resp.StatusCode != 200 || time.Since(start) > 500*time.Millisecond {
+			t.Fatalf("%s: after the resets a request got %d in %s (%s): the upstream connection leaked",
+				name, resp.StatusCode, time.Since(start), resp.Header.Get("X-Warden-Error"))
+		}
+	}
+	signalled := time.Now()
+	w.signal(syscall.SIGTERM)
+	if code := w.wait(5 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if took := time.Since(signalled); took > 2*time.Second {
+		t.Errorf("SIGTERM took %s to exit, want within the 200ms drain delay and 1s shutdown timeout", took)
+	}
+}

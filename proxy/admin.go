@@ -19,10 +19,10 @@ const (
 	probeTimeout      = 500 * time.Millisecond
 )
 
-// WatchUpstream probes the upstream at once and then every second (every
+// watchUpstream probes the upstream at once and then every second (every
 // 100 ms while it is down) until ctx ends, keeping the result for /readyz
 // and logging each change.
-func (p *Proxy) WatchUpstream(ctx context.Context) {
+func (p *Proxy) watchUpstream(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -81,8 +81,8 @@ type drainingError struct{ reason string }
 
 func (e drainingError) Error() string { return "draining: " + e.reason }
 
-// AdminHandler serves the admin port: GET /healthz, /readyz and /metrics.
-func (p *Proxy) AdminHandler() fasthttp.RequestHandler {
+// adminHandler serves the admin port: GET /healthz, /readyz and /metrics.
+func (p *Proxy) adminHandler() fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		if !ctx.IsGet() && !ctx.IsHead() {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
@@ -111,10 +111,10 @@ func (p *Proxy) AdminHandler() fasthttp.RequestHandler {
 	}
 }
 
-// AdminServer returns the fasthttp server for the admin port.
-func (p *Proxy) AdminServer() *fasthttp.Server {
+// adminServer returns the fasthttp server for the admin port.
+func (p *Proxy) adminServer() *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:               p.AdminHandler(),
+		Handler:               p.adminHandler(),
 		ReadTimeout:           5 * time.Second,
 		WriteTimeout:          10 * time.Second,
 		IdleTimeout:           time.Minute,

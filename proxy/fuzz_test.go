@@ -141,7 +141,7 @@ func serveRaw(t *testing.T, in []byte) *serveResult {
 	// The connection is served as Serve serves each one it accepts, but
 	// without a listener and worker pool: the pool's cleaner would keep
 	// every iteration's server alive for 10 s.
-	srv := p.Server()
+	srv := p.server()
 	c := &fuzzClientConn{in: in, closed: make(chan struct{})}
 	served := make(chan struct{})
 	go func() {

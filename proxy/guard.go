@@ -8,6 +8,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -39,12 +40,32 @@ import (
 // once at start, and a test pins it. Should a fasthttp release move it,
 // chunked request bodies are refused rather than parsed leniently.
 
-// guardedConn is a client connection behind the request guard.
+// guardedConn is a client connection behind the request guard. It also
+// holds an exchange waiting for a hijack handler (see exchange.hijack).
 type guardedConn struct {
 	net.Conn
 	active bool // following a chunked body
 	chunks chunkedScanner
 	err    error // the framing error found, returned from then on
+
+	parked atomic.Pointer[exchange]
+}
+
+// park hands x to the connection until unpark: if the connection is closed
+// first, its Close abandons x.
+func (c *guardedConn) park(x *exchange) { c.parked.Store(x) }
+
+// unpark takes x back, and reports false if the connection's Close was
+// first (and has abandoned it).
+func (c *guardedConn) unpark(x *exchange) bool { return c.parked.CompareAndSwap(x, nil) }
+
+// Close closes the connection, first ending an exchange whose hijack
+// handler will never run.
+func (c *guardedConn) Close() error {
+	if x := c.parked.Swap(nil); x != nil {
+		x.abandon()
+	}
+	return c.Conn.Close()
 }
 
 // guardedTLSConn is a guarded TLS connection: fasthttp recognises TLS by

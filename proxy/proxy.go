@@ -1,6 +1,15 @@
 // Package proxy is warden's request path: it checks credentials, forwards
 // requests to the one upstream model server, and streams responses back. It
 // also serves the admin endpoints.
+//
+// Where things are: proxy.go (configuration and lifecycle), handler.go (the
+// decision flow of a request), gate.go (throttle, credentials, body limit),
+// clientaddr.go (who the client is), exchange.go (a request's life: begin,
+// finish, hijack), request.go (the upstream request), response.go (the
+// response and its streaming), body.go and chunked.go (upstream body
+// framing), heartbeat.go (SSE heartbeat), guard.go (the request guard on
+// client connections), headers.go, tunnel.go (websockets), upstream.go (the
+// connection pool), errors.go (warden's own answers), metrics.go, admin.go.
 package proxy
 
 import (
@@ -9,7 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,38 +38,41 @@ type Authenticator interface {
 
 var _ Authenticator = (*auth.Checker)(nil)
 
-// Config is what the proxy needs to run. Zero durations and sizes are not
-// defaults: main fills every field from the environment.
+// Config is what the proxy needs to run. A zero duration, size or count
+// takes the default named beside it (the same as warden's environment
+// defaults); a negative one is an error.
 type Config struct {
-	// Upstream is the model server's host:port.
+	// Upstream is the model server's host:port. Required.
 	Upstream string
 	// Auth checks credentials; nil serves without authentication.
 	Auth Authenticator
-	// Realm goes into the WWW-Authenticate challenge.
+	// Realm goes into the WWW-Authenticate challenge; default "warden".
 	Realm string
-	// UpstreamTimeout bounds the wait for the upstream's response headers,
-	// counted from the moment warden starts on the request.
+	// UpstreamTimeout bounds the wait for a connection and, once the request
+	// is sent, for the upstream's response headers; default 5m.
 	UpstreamTimeout time.Duration
-	// UpstreamIdleTimeout closes pooled upstream connections idle this long.
+	// UpstreamIdleTimeout closes pooled upstream connections idle this long;
+	// default 1s.
 	UpstreamIdleTimeout time.Duration
 	// UpstreamMaxConns limits connections in use to the upstream; more
-	// requests wait for one, up to UpstreamTimeout.
+	// requests wait for one, up to UpstreamTimeout. Default 1024.
 	UpstreamMaxConns int
 	// MaxBodyBytes limits request bodies; 0 means no limit.
 	MaxBodyBytes int64
 	// MaxHeaderBytes limits the request line and headers of a request, and
-	// the status line and headers of an upstream response.
+	// the status line and headers of an upstream response; default 32 KiB.
 	MaxHeaderBytes int
 	// ReadHeaderTimeout bounds the time a client may take to send the
-	// request line and headers.
+	// request line and headers; default 10s.
 	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes client keep-alive connections idle this long.
+	// IdleTimeout closes client keep-alive connections idle this long;
+	// default 90s.
 	IdleTimeout time.Duration
 	// AccessLog writes one info line per request.
 	AccessLog bool
 	// AuthFailureLimit failed logins from one client within
-	// AuthFailureWindow get it 429 until the window passes; 0 turns
-	// throttling off.
+	// AuthFailureWindow (default 1m) get it 429 until the window passes; 0
+	// turns throttling off.
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
 	// TrustedProxies are the peers whose X-Forwarded-For names the client.
@@ -71,12 +83,89 @@ type Config struct {
 	// silent this long, between events; 0 turns it off.
 	SSEHeartbeat time.Duration
 
-	Log     zerolog.Logger
+	// Log is where warden logs; the zero Logger logs nothing.
+	Log zerolog.Logger
+	// Metrics are counted here; nil makes a set of its own.
 	Metrics *Metrics
 }
 
+// The defaults of Config's zero values.
+const (
+	DefaultRealm               = "warden"
+	DefaultUpstreamTimeout     = 5 * time.Minute
+	DefaultUpstreamIdleTimeout = time.Second
+	DefaultUpstreamMaxConns    = 1024
+	DefaultMaxHeaderBytes      = 32 << 10
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultIdleTimeout         = 90 * time.Second
+	DefaultAuthFailureWindow   = time.Minute
+)
+
+// complete checks cfg and fills in the defaults of its zero values. It
+// reports every problem at once.
+func (cfg *Config) complete() error {
+	var problems []error
+	if _, _, err := net.SplitHostPort(cfg.Upstream); err != nil {
+		problems = append(problems, fmt.Errorf("upstream address: %w", err))
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"upstream timeout", &cfg.UpstreamTimeout, DefaultUpstreamTimeout},
+		{"upstream idle timeout", &cfg.UpstreamIdleTimeout, DefaultUpstreamIdleTimeout},
+		{"read header timeout", &cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout},
+		{"idle timeout", &cfg.IdleTimeout, DefaultIdleTimeout},
+		{"auth failure window", &cfg.AuthFailureWindow, DefaultAuthFailureWindow},
+	} {
+		switch {
+		case *d.v < 0:
+			problems = append(problems, fmt.Errorf("%s %s: must not be negative", d.name, *d.v))
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"upstream max conns", &cfg.UpstreamMaxConns, DefaultUpstreamMaxConns},
+		{"max header bytes", &cfg.MaxHeaderBytes, DefaultMaxHeaderBytes},
+	} {
+		switch {
+		case *n.v < 0:
+			problems = append(problems, fmt.Errorf("%s %d: must not be negative", n.name, *n.v))
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
+	if cfg.MaxBodyBytes < 0 {
+		problems = append(problems, fmt.Errorf("max body bytes %d: must not be negative", cfg.MaxBodyBytes))
+	}
+	if cfg.AuthFailureLimit < 0 {
+		problems = append(problems, fmt.Errorf("auth failure limit %d: must not be negative", cfg.AuthFailureLimit))
+	}
+	if cfg.SSEHeartbeat < 0 {
+		problems = append(problems, fmt.Errorf("SSE heartbeat %s: must not be negative", cfg.SSEHeartbeat))
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = DefaultRealm
+	}
+	if reflect.ValueOf(cfg.Log).IsZero() {
+		// The zero Logger would build every event and write it nowhere.
+		cfg.Log = zerolog.Nop()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics("")
+	}
+	return errors.Join(problems...)
+}
+
 // Proxy is the fasthttp handler that protects and forwards. Create it with
-// New; its methods are safe for concurrent use.
+// New; its methods are safe for concurrent use. Its life: Start, then Drain
+// when told to stop, Shutdown once the drain delay is over, Close last.
 type Proxy struct {
 	cfg       Config
 	auth      Authenticator
@@ -94,22 +183,26 @@ type Proxy struct {
 	// upstreamErr is the outcome of the last readiness probe: nil when the
 	// upstream accepted a connection.
 	upstreamErr atomic.Pointer[probeResult]
+
+	// Set by Start.
+	srv, admin *fasthttp.Server
+	stopWatch  context.CancelFunc
+	watching   sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 type probeResult struct{ err error }
 
-// New validates cfg and returns a Proxy. It does not contact the upstream.
+// New checks cfg, completes it with defaults, and returns a Proxy. It does
+// not contact the upstream.
 func New(cfg Config) (*Proxy, error) {
 	return newProxy(cfg, nil)
 }
 
 // newProxy is New with a dial function for tests; nil dials TCP.
 func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, error)) (*Proxy, error) {
-	if _, _, err := net.SplitHostPort(cfg.Upstream); err != nil {
-		return nil, fmt.Errorf("upstream address: %w", err)
-	}
-	if cfg.Metrics == nil {
-		return nil, errors.New("metrics are required")
+	if err := cfg.complete(); err != nil {
+		return nil, err
 	}
 	p := &Proxy{
 		cfg:       cfg,
@@ -129,9 +222,6 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 	}
 	p.exchanges.New = func() any { return &exchange{p: p} }
 	if cfg.Auth != nil && cfg.AuthFailureLimit > 0 {
-		if cfg.AuthFailureWindow <= 0 {
-			return nil, errors.New("the auth failure window must be positive")
-		}
 		p.throttle = throttle.New(throttle.Config{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow})
 	}
 	p.upstreamErr.Store(&probeResult{err: errNotProbed})
@@ -139,6 +229,78 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 }
 
 var errNotProbed = errors.New("not probed yet")
+
+// Start serves the proxy on ln and the admin endpoints on admin, and starts
+// watching the upstream (for /readyz) and the failed-login throttle. A
+// listener that fails is reported on the channel returned.
+func (p *Proxy) Start(ln, admin net.Listener) <-chan error {
+	errs := make(chan error, 2)
+	srv := p.server()
+	p.srv, p.admin = srv.Server, p.adminServer()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWatch = cancel
+	p.watching.Add(2)
+	go func() { defer p.watching.Done(); p.watchUpstream(ctx) }()
+	go func() { defer p.watching.Done(); p.watchThrottle(ctx) }()
+	go func() { errs <- srv.Serve(ln) }()
+	go func() { errs <- p.admin.Serve(admin) }()
+	return errs
+}
+
+// Drain turns /readyz to 503, with the reason in its body, and asks clients
+// to close their keep-alive connections, ahead of Shutdown. Requests are
+// still served.
+func (p *Proxy) Drain(reason string) {
+	p.drainReason.Store(&reason)
+	p.draining.Store(true)
+	p.m.draining.Set(1)
+}
+
+// ShutdownResult says what Shutdown had to cut.
+type ShutdownResult struct {
+	// TimedOut is true when requests were still in flight at the deadline,
+	// and their connections were closed.
+	TimedOut bool
+	// Tunnels is how many websocket tunnels were still open at the
+	// deadline, and closed.
+	Tunnels int
+}
+
+// Shutdown stops accepting on the proxy port and gives requests in flight,
+// streams and websocket tunnels until ctx ends; then it closes what is left,
+// and the idle upstream connections. The admin port stays up until Close.
+func (p *Proxy) Shutdown(ctx context.Context) (ShutdownResult, error) {
+	var res ShutdownResult
+	var err error
+	if p.srv != nil {
+		if err = p.srv.ShutdownWithContext(ctx); errors.Is(err, context.DeadlineExceeded) {
+			res.TimedOut, err = true, nil
+		}
+	}
+	// Websocket tunnels are hijacked connections that fasthttp no longer
+	// tracks: they get what is left of the time.
+	res.Tunnels = p.closeTunnels(ctx)
+	p.up.Close()
+	return res, err
+}
+
+// Close stops the admin port (waiting up to a second for its requests) and
+// the watchers, and closes idle upstream connections. Call it last; calls
+// after the first do nothing.
+func (p *Proxy) Close() {
+	p.closeOnce.Do(func() {
+		if p.admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = p.admin.ShutdownWithContext(ctx)
+			cancel()
+		}
+		if p.stopWatch != nil {
+			p.stopWatch()
+			p.watching.Wait()
+		}
+		p.up.Close()
+	})
+}
 
 // Server is the fasthttp server of the proxy port. Its Serve and ServeConn
 // put every client connection behind the request guard (guard.go).
@@ -152,9 +314,9 @@ func (s *Server) Serve(ln net.Listener) error { return s.Server.Serve(guardListe
 // ServeConn serves one connection.
 func (s *Server) ServeConn(c net.Conn) error { return s.Server.ServeConn(guard(c)) }
 
-// Server returns the server for the proxy port, configured for a streaming
+// server returns the server for the proxy port, configured for a streaming
 // reverse proxy (docs/fasthttp-notes.md lists each trap, with its thread).
-func (p *Proxy) Server() *Server {
+func (p *Proxy) server() *Server {
 	return &Server{&fasthttp.Server{
 		Handler:      p.ServeHTTP,
 		ErrorHandler: p.serveError,
@@ -191,303 +353,6 @@ func (p *Proxy) Server() *Server {
 		CloseOnShutdown:       true,
 		Logger:                fasthttpLogger{p.log},
 	}}
-}
-
-// StartDraining turns /readyz to 503, with the reason in its body, and asks
-// clients to close their keep-alive connections, ahead of shutdown.
-func (p *Proxy) StartDraining(reason string) {
-	p.drainReason.Store(&reason)
-	p.draining.Store(true)
-	p.m.draining.Set(1)
-}
-
-// Close releases idle upstream connections. Call it after the server has
-// shut down.
-func (p *Proxy) Close() { p.up.Close() }
-
-// ServeHTTP handles one request on the proxy port.
-func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
-	p.m.inFlight.Inc()
-	p.serve(ctx)
-	if p.draining.Load() {
-		ctx.SetConnectionClose()
-	}
-}
-
-func (p *Proxy) serve(ctx *fasthttp.RequestCtx) {
-	start := ctx.Time()
-	if !supportedProtocol(ctx.Request.Header.Protocol()) {
-		// fasthttp accepts any HTTP/d.d; "HTTP/2.0" in a text request line
-		// is not a request warden can forward faithfully.
-		p.fail(ctx, start, failBadRequest)
-		ctx.SetConnectionClose()
-		return
-	}
-	if ctx.Request.Header.ContentLength() == -1 {
-		// A chunked body: the guard follows it from here, before anything
-		// (fasthttp's drain of a refused request's body included) reads it.
-		if err := guardChunkedBody(ctx); err != nil {
-			p.fail(ctx, start, failBadRequest)
-			ctx.SetConnectionClose()
-			return
-		}
-	}
-	if p.auth != nil {
-		if p.throttled(ctx, start) || !p.authorized(ctx, start) {
-			return
-		}
-	}
-	if ctx.IsConnect() {
-		p.fail(ctx, start, failMethod)
-		return
-	}
-	if e := ctx.Request.Header.Peek(fasthttp.HeaderExpect); len(e) > 0 && !equalFold(e, "100-continue") {
-		// RFC 9110 §10.1.1: warden meets no other expectation.
-		p.fail(ctx, start, failExpectation)
-		ctx.SetConnectionClose()
-		return
-	}
-	cl := ctx.Request.Header.ContentLength()
-	if p.cfg.MaxBodyBytes > 0 && int64(cl) > p.cfg.MaxBodyBytes {
-		// The client may be sending the body already; the connection
-		// cannot be reused.
-		p.fail(ctx, start, failBodyTooLarge)
-		ctx.SetConnectionClose()
-		return
-	}
-	if cl > 0 || cl == -1 {
-		// ReadTimeout was for the headers; a body streams for as long as
-		// the client and the model need.
-		_ = ctx.SetReadDeadline(time.Time{})
-	}
-
-	x := p.exchanges.Get().(*exchange) //nolint:forcetypeassert // the pool holds only *exchange
-	x.ctx = ctx
-	x.upgrade = isWebsocketUpgrade(&ctx.Request.Header)
-	if !x.buildHead() {
-		p.putExchange(x)
-		p.fail(ctx, start, failBadRequest)
-		ctx.SetConnectionClose()
-		return
-	}
-	if err := x.roundTrip(); err != nil {
-		f, kind := upstreamFailure(err, x.dialing)
-		if kind != "" {
-			p.m.upstreamError(kind)
-			if e := p.log.Warn(); e.Enabled() {
-				e.Str("kind", kind).Err(err).Msg("upstream request failed")
-			}
-		}
-		bodyStarted := x.bodyStarted
-		p.putExchange(x)
-		p.fail(ctx, start, f)
-		if bodyStarted {
-			// Part of the body may be unread; do not parse it as a request.
-			ctx.SetConnectionClose()
-		}
-		return
-	}
-	if x.upgrade {
-		x.upgradeWebsocket()
-		return
-	}
-	x.respond()
-}
-
-func supportedProtocol(proto []byte) bool {
-	return string(proto) == "HTTP/1.1" || string(proto) == "HTTP/1.0"
-}
-
-// authorized checks the credentials, counts a request that used the previous
-// secret, and answers 401 to a refused one.
-func (p *Proxy) authorized(ctx *fasthttp.RequestCtx, start time.Time) bool {
-	r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), start)
-	switch r {
-	case auth.OK:
-		return true
-	case auth.Previous:
-		p.m.previousSecret.Inc()
-		return true
-	}
-	p.refuse(ctx, start, r)
-	p.countFailure(ctx, start)
-	return false
-}
-
-// throttled answers 429 to a client that failed to log in too often, without
-// checking its credentials. While no client is throttled it costs one atomic
-// load.
-func (p *Proxy) throttled(ctx *fasthttp.RequestCtx, start time.Time) bool {
-	if p.throttle == nil || p.throttle.Blocking() == 0 {
-		return false
-	}
-	retry, blocked := p.throttle.Blocked(throttleKey(p.clientAddr(ctx)), start)
-	if !blocked {
-		return false
-	}
-	p.m.throttled.Inc()
-	p.fail(ctx, start, failThrottled)
-	var b [20]byte
-	secs := int64((retry + time.Second - 1) / time.Second)
-	ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, strconv.AppendInt(b[:0], max(secs, 1), 10))
-	return true
-}
-
-// countFailure records a failed login, and logs a warning when it makes the
-// client throttled.
-func (p *Proxy) countFailure(ctx *fasthttp.RequestCtx, start time.Time) {
-	if p.throttle == nil {
-		return
-	}
-	key := throttleKey(p.clientAddr(ctx))
-	failures, started := p.throttle.Fail(key, start)
-	if started {
-		p.m.throttledNow.Set(int64(p.throttle.Blocking()))
-		p.log.Warn().Stringer("client", key).Int("failures", failures).
-			Stringer("window", p.cfg.AuthFailureWindow).Msg("client throttled: too many failed logins")
-	}
-}
-
-// throttleKey is the unit a client is counted in: its IPv4 address, or the
-// /64 of its IPv6 address, since one subscriber commonly holds a whole /64
-// and could otherwise rotate addresses to dodge the limit.
-func throttleKey(a netip.Addr) netip.Addr {
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.Addr()
-	}
-	return a
-}
-
-// WatchThrottle ends throttling for clients whose window has passed, once a
-// second until ctx ends, and logs each.
-func (p *Proxy) WatchThrottle(ctx context.Context) {
-	if p.throttle == nil {
-		return
-	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	ended := func(key netip.Addr, failures int) {
-		p.log.Warn().Stringer("client", key).Int("failures", failures).Msg("client no longer throttled")
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			p.throttle.Sweep(now, ended)
-			p.m.throttledNow.Set(int64(p.throttle.Blocking()))
-		}
-	}
-}
-
-// refuse answers 401 with the challenge. The reason is counted and logged
-// at debug level, never the credential.
-func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, start time.Time, r auth.Result) {
-	p.m.authFailures[r].Inc()
-	p.fail(ctx, start, failUnauthorized)
-	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, p.challenge)
-	if e := p.log.Debug(); e.Enabled() {
-		var ip [64]byte
-		e.Str("reason", r.String()).Bytes("client", appendClientIP(ip[:0], ctx.RemoteAddr())).
-			Bytes("path", rawPath(ctx.Request.Header.RequestURI())).Msg("request refused")
-	}
-}
-
-// fail answers with one of warden's own errors.
-func (p *Proxy) fail(ctx *fasthttp.RequestCtx, start time.Time, f failure) {
-	writeFailure(&ctx.Response, f)
-	p.done(ctx, start, f.status, int64(len(f.body)), f.code)
-}
-
-// expectContinue decides on "Expect: 100-continue" from the headers alone:
-// a request that would be refused is refused before the client sends its
-// body. Returning anything but 100 closes the connection.
-//
-// A request let through here is checked again, and counted, by ServeHTTP.
-func (p *Proxy) expectContinue(ctx *fasthttp.RequestCtx) int {
-	// fasthttp sets ctx.Time() only after this callback.
-	start := time.Now()
-	if p.auth != nil {
-		if p.throttle != nil && p.throttle.Blocking() > 0 {
-			p.m.inFlight.Inc() // done, called by throttled, counts it out
-			if p.throttled(ctx, start) {
-				return fasthttp.StatusTooManyRequests
-			}
-			p.m.inFlight.Dec()
-		}
-		if r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), start); !r.Accepted() {
-			p.m.inFlight.Inc() // done, called by refuse, counts it out
-			p.refuse(ctx, start, r)
-			p.countFailure(ctx, start)
-			return fasthttp.StatusUnauthorized
-		}
-	}
-	if p.cfg.MaxBodyBytes > 0 && int64(ctx.Request.Header.ContentLength()) > p.cfg.MaxBodyBytes {
-		p.m.inFlight.Inc()
-		p.fail(ctx, start, failBodyTooLarge)
-		return fasthttp.StatusRequestEntityTooLarge
-	}
-	return fasthttp.StatusContinue
-}
-
-// serveError answers requests that fasthttp could not parse. fasthttp closes
-// the connection afterwards.
-func (p *Proxy) serveError(ctx *fasthttp.RequestCtx, err error) {
-	f := failBadRequest
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.As(err, &small):
-		f = failHeaderTooLarge
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		f = failBodyTooLarge
-	case isTimeout(err):
-		f = failRequestTimeout
-	}
-	p.m.inFlight.Inc()
-	writeFailure(&ctx.Response, f)
-	// ctx.Time() is not set for a request that failed to parse.
-	p.done(ctx, time.Now(), f.status, int64(len(f.body)), f.code)
-	if e := p.log.Debug(); e.Enabled() {
-		// fasthttp's parse errors quote no header values with
-		// SecureErrorLogMessage set.
-		e.Err(err).Str("error_code", f.code).Msg("malformed request")
-	}
-}
-
-// done records a finished request: metrics and the access log line. For a
-// streamed response it runs when the last byte has been written.
-func (p *Proxy) done(ctx *fasthttp.RequestCtx, start time.Time, status int, sent int64, cause string) {
-	elapsed := time.Since(start)
-	p.m.inFlight.Dec()
-	p.m.code(status).Inc()
-	p.m.duration.Observe(elapsed)
-	if !p.cfg.AccessLog {
-		return
-	}
-	if e := p.log.Info(); e.Enabled() {
-		var ip [64]byte
-		e.Bytes("method", ctx.Method()).
-			Bytes("path", rawPath(ctx.Request.Header.RequestURI())).
-			Int("status", status).
-			Float64("duration_ms", float64(elapsed.Microseconds())/1000).
-			Int64("bytes", sent).
-			Bytes("client", appendClientIP(ip[:0], ctx.RemoteAddr()))
-		if cause != "" {
-			e.Str("error_code", cause)
-		}
-		e.Msg("request")
-	}
-}
-
-// rawPath is the request target without its query, which may carry tokens.
-func rawPath(target []byte) []byte {
-	for i, c := range target {
-		if c == '?' {
-			return target[:i]
-		}
-	}
-	return target
 }
 
 // fasthttpLogger sends fasthttp's own messages to the debug level.

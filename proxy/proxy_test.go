@@ -85,7 +85,7 @@ func newRig(tb testing.TB, mutate func(*Config)) *rig {
 	}
 	r.p = p
 	ln := fasthttputil.NewInmemoryListener()
-	srv := p.Server()
+	srv := p.server()
 	go srv.Serve(ln)
 	r.client = &fasthttp.HostClient{
 		Addr:                     "warden.test",
@@ -328,7 +328,7 @@ func benchRig(b testing.TB, failureLimit int) (*fasthttp.HostClient, func()) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := p.Server()
+	srv := p.server()
 	go srv.Serve(ln)
 	c := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 1024}
 	return c, func() { srv.Shutdown(); up.Shutdown(); p.Close() }

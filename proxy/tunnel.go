@@ -59,24 +59,21 @@ type tunnels struct {
 }
 
 type tunnel struct {
-	mu               sync.Mutex
-	client, upstream net.Conn
+	client   net.Conn
+	upstream *conn
 }
 
 // stop ends a tunnel from outside. A hijacked connection's Close does
 // nothing in fasthttp (it closes the connection itself once the hijack
 // handler returns), so the client side is unblocked with a past deadline.
 func (tn *tunnel) stop() {
-	tn.mu.Lock()
-	defer tn.mu.Unlock()
-	if tn.client != nil {
-		_ = tn.client.SetDeadline(aLongTimeAgo)
-	}
+	_ = tn.client.SetDeadline(aLongTimeAgo)
 	_ = tn.upstream.Close()
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
 
+// add registers a tunnel, unless shutdown has begun.
 func (t *tunnels) add(tn *tunnel) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -98,10 +95,16 @@ func (t *tunnels) remove(tn *tunnel) {
 	t.wg.Done()
 }
 
-// CloseTunnels waits for open websocket tunnels to end until ctx is done,
-// then closes the ones left. Call it during shutdown, after the server has
-// stopped accepting requests.
-func (p *Proxy) CloseTunnels(ctx context.Context) (cut int) {
+func (t *tunnels) closing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.close
+}
+
+// closeTunnels waits for open websocket tunnels to end until ctx is done,
+// then closes the ones left and returns how many. Shutdown calls it once the
+// server has stopped accepting requests.
+func (p *Proxy) closeTunnels(ctx context.Context) (cut int) {
 	done := make(chan struct{})
 	go func() {
 		p.tunnels.wg.Wait()
@@ -109,7 +112,6 @@ func (p *Proxy) CloseTunnels(ctx context.Context) (cut int) {
 	}()
 	select {
 	case <-done:
-		return 0
 	case <-ctx.Done():
 	}
 	p.tunnels.mu.Lock()
@@ -123,13 +125,16 @@ func (p *Proxy) CloseTunnels(ctx context.Context) (cut int) {
 	return cut
 }
 
-// upgrade forwards a websocket handshake. If the upstream switches
+// upgradeWebsocket forwards a websocket handshake. If the upstream switches
 // protocols, the client's connection is hijacked and bytes are copied both
 // ways until either side closes; otherwise the upstream's answer goes back
 // as an ordinary response and nothing becomes a tunnel.
+//
+// The tunnel is registered inside the hijack handler, where its end is
+// known: fasthttp may never run that handler (see hijack), and a tunnel
+// registered before it would then stay open for ever.
 func (x *exchange) upgradeWebsocket() {
 	p := x.p
-	ctx := x.ctx
 	if x.resp.StatusCode() != fasthttp.StatusSwitchingProtocols {
 		// The upstream refused the upgrade: its answer is an ordinary
 		// response, and the connection is not reused after it.
@@ -138,12 +143,13 @@ func (x *exchange) upgradeWebsocket() {
 		return
 	}
 	if !hasToken(x.resp.Peek(fasthttp.HeaderUpgrade), "websocket") {
-		upstreamConn := x.conn
-		x.conn = nil
-		p.up.discard(upstreamConn)
 		p.m.upstreamError("protocol")
-		p.putExchange(x)
-		p.fail(ctx, ctx.Time(), failUpstream)
+		x.fail(failUpstream)
+		return
+	}
+	if p.tunnels.closing() {
+		// Shutting down: do not start a tunnel that would be cut at once.
+		x.fail(failUnavailable)
 		return
 	}
 
@@ -162,29 +168,19 @@ func (x *exchange) upgradeWebsocket() {
 	b = append(b, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n"...)
 	x.head = b
 
-	upstream := x.conn
-	tn := &tunnel{upstream: upstream}
-	if !p.tunnels.add(tn) {
-		// Shutting down: do not start a tunnel that would be cut at once.
-		x.conn = nil
-		p.up.discard(upstream)
-		p.putExchange(x)
-		p.fail(ctx, ctx.Time(), failUnavailable)
-		return
-	}
-	p.m.tunnelsOpen.Inc()
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(client net.Conn) {
-		tn.mu.Lock()
-		tn.client = client
-		tn.mu.Unlock()
-		sent := x.pump(client, upstream)
+	x.hijack(func(client net.Conn) {
+		tn := &tunnel{client: client, upstream: x.conn}
+		if !p.tunnels.add(tn) {
+			// Shutdown began meanwhile: the client gets no 101, and the
+			// connection closes.
+			x.finish(fasthttp.StatusServiceUnavailable, 0, failUnavailable.code, false)
+			return
+		}
+		p.m.tunnelsOpen.Inc()
+		sent := x.pump(client, x.conn)
 		p.m.tunnelsOpen.Dec()
 		p.tunnels.remove(tn)
-		x.conn = nil
-		p.up.discard(upstream)
-		p.putExchange(x)
-		p.done(ctx, ctx.Time(), fasthttp.StatusSwitchingProtocols, sent, "")
+		x.finish(fasthttp.StatusSwitchingProtocols, sent, "", false)
 	})
 }
 
@@ -225,3 +221,6 @@ func (x *exchange) pump(client net.Conn, upstream *conn) (sent int64) {
 	<-toUpstream
 	return sent
 }
+
+// writerOnly hides ReadFrom, so that io.CopyBuffer uses the buffer given.
+type writerOnly struct{ io.Writer }
