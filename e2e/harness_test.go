@@ -233,6 +233,7 @@ type upstreamStats struct {
 	Requests        int64 `json:"requests"`
 	StreamsCanceled int64 `json:"streams_canceled"`
 	StreamsActive   int64 `json:"streams_active"`
+	SlowActive      int64 `json:"slow_active"`
 }
 
 // stats asks the upstream directly (not through warden) what it has seen.

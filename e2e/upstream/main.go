@@ -32,12 +32,14 @@ type stats struct {
 	Requests        int64 `json:"requests"`         // every request but /__stats
 	StreamsCanceled int64 `json:"streams_canceled"` // /forever handlers that saw the client go
 	StreamsActive   int64 `json:"streams_active"`
+	SlowActive      int64 `json:"slow_active"` // /slow requests waiting now
 }
 
 var (
 	requests        atomic.Int64
 	streamsCanceled atomic.Int64
 	streamsActive   atomic.Int64
+	slowActive      atomic.Int64
 	lastMu          sync.Mutex
 	last            *echoReply
 )
@@ -92,7 +94,7 @@ func main() {
 	time.Sleep(*listenDelay)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/__stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, stats{requests.Load(), streamsCanceled.Load(), streamsActive.Load()})
+		writeJSON(w, stats{requests.Load(), streamsCanceled.Load(), streamsActive.Load(), slowActive.Load()})
 	})
 	mux.HandleFunc("/__env", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, os.Environ())
@@ -219,13 +221,21 @@ func echo(w http.ResponseWriter, r *http.Request) {
 
 // sse sends n events (default 10), the first at once, then one every
 // interval (default 100ms).
+//
+// With cut=K the stream breaks off after K events: cutby=fin closes the
+// connection, cutby=rst resets it.
 func sse(w http.ResponseWriter, r *http.Request) {
 	n := intParam(r, "n", 10)
 	interval := durationParam(r, "interval", 100*time.Millisecond)
+	cut := intParam(r, "cut", -1)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	flusher := w.(http.Flusher)
 	for i := range n {
+		if i == cut {
+			breakOff(w, r.URL.Query().Get("cutby") == "rst")
+			return
+		}
 		if i > 0 {
 			select {
 			case <-time.After(interval):
@@ -237,6 +247,19 @@ func sse(w http.ResponseWriter, r *http.Request) {
 		flusher.Flush()
 	}
 	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
+// breakOff ends a response half-way: the connection closes (or resets)
+// without the rest of the body.
+func breakOff(w http.ResponseWriter, reset bool) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok && reset {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
 }
 
 // blob sends bytes=N bytes of a repeating pattern; with chunked=1 the length
@@ -262,6 +285,8 @@ func blob(w http.ResponseWriter, r *http.Request) {
 
 // slow waits delay (default 2s) before sending its headers.
 func slow(w http.ResponseWriter, r *http.Request) {
+	slowActive.Add(1)
+	defer slowActive.Add(-1)
 	select {
 	case <-time.After(durationParam(r, "delay", 2*time.Second)):
 	case <-r.Context().Done():
