@@ -23,6 +23,7 @@ COPY *.go ./
 COPY auth/ auth/
 COPY proxy/ proxy/
 COPY throttle/ throttle/
+COPY internal/ internal/
 
 ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod \

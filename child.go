@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paperspace/warden/internal/procstat"
 )
 
 // child is the model server that warden starts and protects in wrapper mode
@@ -211,7 +213,7 @@ func (c *child) Cleanup() {
 
 // adoptedChildren lists the processes whose parent is warden, from /proc.
 func adoptedChildren() []int {
-	self := strconv.Itoa(os.Getpid())
+	self := os.Getpid()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -222,19 +224,7 @@ func adoptedChildren() []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The fields after the command, which is in parentheses and may hold
-		// spaces: state, then the parent's pid.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) > 1 && fields[1] == self {
+		if st, err := procstat.Read(e.Name()); err == nil && st.PPID == self {
 			pids = append(pids, pid)
 		}
 	}

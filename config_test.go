@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paperspace/warden/auth"
+
 	"github.com/paperspace/warden/proxy"
 )
 
@@ -23,7 +25,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Mode != modePublic || cfg.upstreamAddr != "127.0.0.1:8000" || cfg.Listen != ":8080" ||
+	if cfg.mode != modePublic || cfg.proxy.Upstream != "127.0.0.1:8000" || cfg.Listen != ":8080" ||
 		cfg.UpstreamTimeout != 5*time.Minute || cfg.Username != "paperspace" {
 		t.Fatalf("defaults: %+v", cfg)
 	}
@@ -65,8 +67,8 @@ func TestLoadConfigChoosesTheMode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Mode != tt.mode || cfg.secret != tt.secret {
-				t.Fatalf("mode %q secret %q, want %q %q", cfg.Mode, cfg.secret, tt.mode, tt.secret)
+			if cfg.mode != tt.mode || cfg.fingerprint != fingerprintOf(tt.secret) {
+				t.Fatalf("mode %q fingerprint %q, want %q and the fingerprint of %q", cfg.mode, cfg.fingerprint, tt.mode, tt.secret)
 			}
 			if cfg.Password != "" {
 				t.Fatalf("the password is kept in the parsed field too")
@@ -230,16 +232,16 @@ func (w *syncWriter) String() string {
 
 func TestTrustedProxies(t *testing.T) {
 	cfg, err := loadConfig(map[string]string{})
-	if err != nil || len(cfg.trusted) != 6 {
-		t.Fatalf("default: %v, %v", cfg.trusted, err)
+	if err != nil || len(cfg.proxy.TrustedProxies) != 6 {
+		t.Fatalf("default: %v, %v", cfg.proxy.TrustedProxies, err)
 	}
 	cfg, err = loadConfig(map[string]string{"WARDEN_TRUSTED_PROXIES": ""})
-	if err != nil || len(cfg.trusted) != 0 {
-		t.Fatalf("empty must trust no one: %v, %v", cfg.trusted, err)
+	if err != nil || len(cfg.proxy.TrustedProxies) != 0 {
+		t.Fatalf("empty must trust no one: %v, %v", cfg.proxy.TrustedProxies, err)
 	}
 	cfg, err = loadConfig(map[string]string{"WARDEN_TRUSTED_PROXIES": "10.1.2.0/24, 192.0.2.7 ,::ffff:198.51.100.1"})
-	if err != nil || len(cfg.trusted) != 3 || cfg.trusted[1].String() != "192.0.2.7/32" || cfg.trusted[2].String() != "198.51.100.1/32" {
-		t.Fatalf("list: %v, %v", cfg.trusted, err)
+	if trusted := cfg.proxy.TrustedProxies; err != nil || len(trusted) != 3 || trusted[1].String() != "192.0.2.7/32" || trusted[2].String() != "198.51.100.1/32" {
+		t.Fatalf("list: %v, %v", trusted, err)
 	}
 	if _, err := loadConfig(map[string]string{"WARDEN_TRUSTED_PROXIES": "10.0.0.0/8,nope"}); err == nil || !strings.Contains(err.Error(), "WARDEN_TRUSTED_PROXIES") {
 		t.Fatalf("bad entry: %v", err)
@@ -262,7 +264,15 @@ func TestPreviousSecretNeedsItsDeadlineAndACurrentSecret(t *testing.T) {
 		}
 	}
 	cfg, err := loadConfig(map[string]string{"WARDEN_PASSWORD": "a", "WARDEN_PREVIOUS_PASSWORD": "b", "WARDEN_PREVIOUS_PASSWORD_UNTIL": "2030-01-01T00:00:00Z"})
-	if err != nil || cfg.previous != "b" || cfg.PreviousPasswordUntil.Year() != 2030 {
+	if err != nil || cfg.previousFingerprint != fingerprintOf("b") || cfg.previousUntil.Year() != 2030 {
 		t.Fatalf("good rollover: %+v, %v", cfg, err)
 	}
+}
+
+// fingerprintOf is the start line's fingerprint of a secret, "" for none.
+func fingerprintOf(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return auth.Fingerprint(secret)
 }

@@ -10,55 +10,19 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/paperspace/warden/auth"
 	"github.com/paperspace/warden/proxy"
 )
 
-// serve runs warden with a loaded configuration until ctx ends, then drains
-// and shuts down. With a command, it starts the model server as a child
-// first and stops it last, and returns its exit status.
-func serve(ctx context.Context, cfg *config, command, childEnviron []string, stderr io.Writer) error {
+// serve runs warden with its settings until ctx ends, then drains and
+// shuts down. With a command, it starts the model server as a child first
+// and stops it last, and returns its exit status.
+func serve(ctx context.Context, cfg *settings, command, childEnviron []string, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-
-	var checker proxy.Authenticator
-	if cfg.Mode == modeProtected {
-		c, err := auth.New(cfg.Username, cfg.secret)
-		if err != nil {
-			return fmt.Errorf("%s: %w", cfg.secretSource, err) // validated already; kept for safety
-		}
-		if cfg.previous != "" {
-			if c, err = c.WithPrevious(cfg.previous, cfg.PreviousPasswordUntil); err != nil {
-				return fmt.Errorf("%s: %w", cfg.previousSource, err)
-			}
-		}
-		checker = c
-	}
 	metrics := proxy.NewMetrics(version)
-	var previousUntil time.Time
-	if cfg.previous != "" {
-		previousUntil = cfg.PreviousPasswordUntil
-	}
-	metrics.SetConfig(cfg.Mode, cfg.tlsConfig != nil, previousUntil)
-	p, err := proxy.New(proxy.Config{
-		Upstream:            cfg.upstreamAddr,
-		Auth:                checker,
-		Realm:               cfg.Realm,
-		UpstreamTimeout:     cfg.UpstreamTimeout,
-		UpstreamIdleTimeout: cfg.UpstreamIdleTimeout,
-		UpstreamMaxConns:    cfg.UpstreamMaxConns,
-		MaxBodyBytes:        cfg.MaxBodyBytes,
-		MaxHeaderBytes:      cfg.MaxHeaderBytes,
-		ReadHeaderTimeout:   cfg.ReadHeaderTimeout,
-		IdleTimeout:         cfg.IdleTimeout,
-		AccessLog:           cfg.AccessLog,
-		AuthFailureLimit:    cfg.AuthFailureLimit,
-		AuthFailureWindow:   cfg.AuthFailureWindow,
-		TrustedProxies:      cfg.trusted,
-		ServerTiming:        cfg.ServerTiming,
-		SSEHeartbeat:        cfg.SSEHeartbeat,
-		Log:                 log,
-		Metrics:             metrics,
-	})
+	metrics.SetConfig(cfg.mode, cfg.tls != nil, cfg.previousUntil)
+	pc := cfg.proxy
+	pc.Log, pc.Metrics = log, metrics
+	p, err := proxy.New(pc)
 	if err != nil {
 		return fmt.Errorf("WARDEN_UPSTREAM: %w", err)
 	}
@@ -68,8 +32,8 @@ func serve(ctx context.Context, cfg *config, command, childEnviron []string, std
 	if err != nil {
 		return fmt.Errorf("WARDEN_LISTEN: %w", err)
 	}
-	if cfg.tlsConfig != nil {
-		proxyLn = tls.NewListener(proxyLn, cfg.tlsConfig)
+	if cfg.tls != nil {
+		proxyLn = tls.NewListener(proxyLn, cfg.tls)
 	}
 	adminLn, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
@@ -159,7 +123,7 @@ func serve(ctx context.Context, cfg *config, command, childEnviron []string, std
 	return nil
 }
 
-func newLogger(cfg *config, stderr io.Writer) zerolog.Logger {
+func newLogger(cfg *settings, stderr io.Writer) zerolog.Logger {
 	w := stderr
 	if cfg.LogFormat == "console" {
 		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
@@ -170,33 +134,33 @@ func newLogger(cfg *config, stderr io.Writer) zerolog.Logger {
 
 // logStart writes the one start line, and a warning for public mode and
 // for unknown variables. The secret appears only as its fingerprint.
-func logStart(log zerolog.Logger, cfg *config, listen, admin net.Addr) {
+func logStart(log zerolog.Logger, cfg *settings, listen, admin net.Addr) {
 	for _, name := range cfg.unknownEnvVars {
 		log.Warn().Str("variable", name).Msg("unknown WARDEN_ variable ignored: check its spelling")
 	}
 	e := log.Info().
 		Str("version", version).
-		Str("mode", cfg.Mode).
+		Str("mode", cfg.mode).
 		Str("upstream", cfg.Upstream).
 		Str("listen", listen.String()).
 		Str("admin_listen", admin.String())
-	e = e.Bool("tls", cfg.tlsConfig != nil)
-	if cfg.Mode == modeProtected {
+	e = e.Bool("tls", cfg.tls != nil)
+	if cfg.mode == modeProtected {
 		e = e.Str("username", cfg.Username).
 			Str("secret_source", cfg.secretSource).
-			Str("secret_fingerprint", auth.Fingerprint(cfg.secret))
-		if cfg.previous != "" {
+			Str("secret_fingerprint", cfg.fingerprint)
+		if cfg.previousFingerprint != "" {
 			e = e.Str("previous_secret_source", cfg.previousSource).
-				Str("previous_secret_fingerprint", auth.Fingerprint(cfg.previous)).
-				Time("previous_secret_until", cfg.PreviousPasswordUntil)
+				Str("previous_secret_fingerprint", cfg.previousFingerprint).
+				Time("previous_secret_until", cfg.previousUntil)
 		}
 	}
 	e.Msg("warden started")
-	if cfg.previous != "" && !time.Now().Before(cfg.PreviousPasswordUntil) {
-		log.Warn().Time("previous_secret_until", cfg.PreviousPasswordUntil).
+	if cfg.previousFingerprint != "" && !time.Now().Before(cfg.previousUntil) {
+		log.Warn().Time("previous_secret_until", cfg.previousUntil).
 			Msg("the previous secret's deadline has passed: only the current secret is accepted")
 	}
-	if cfg.Mode == modePublic {
+	if cfg.mode == modePublic {
 		log.Warn().Msg("public mode: requests are forwarded without authentication")
 	}
 }

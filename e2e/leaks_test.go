@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,7 @@ func TestCutsAtRandomLeaveNothingBehind(t *testing.T) {
 	const maxConns = 8
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
-		"WARDEN_UPSTREAM_MAX_CONNS": fmt.Sprint(maxConns),
+		"WARDEN_UPSTREAM_MAX_CONNS": strconv.Itoa(maxConns),
 		"WARDEN_LOG_LEVEL":          "warn",
 		"WARDEN_ACCESS_LOG":         "false",
 	}))
@@ -156,7 +157,7 @@ func (s *stresser) stream(path string, leaveAfter int, whole bool) error {
 	case resp.StatusCode != 200:
 		return fmt.Errorf("status %d", resp.StatusCode)
 	case whole && (err != nil || !bytes.HasSuffix(body, []byte("data: [DONE]\n\n"))):
-		return fmt.Errorf("a whole stream arrived cut: %v", err)
+		return fmt.Errorf("a whole stream arrived cut: %w", err)
 	case !whole && err == nil:
 		return fmt.Errorf("a stream the upstream cut arrived whole (%d bytes)", len(body))
 	}
@@ -183,7 +184,7 @@ func (s *stresser) download() error {
 		return nil
 	}
 	if err != nil || n != int64(size) {
-		return fmt.Errorf("downloaded %d of %d bytes: %v", n, size, err)
+		return fmt.Errorf("downloaded %d of %d bytes: %w", n, size, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"unsafe"
@@ -39,10 +40,7 @@ func (p *Proxy) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	for i := n - 1; i >= 0; i-- {
 		v := lines[i]
 		for len(v) > 0 {
-			j := len(v) - 1
-			for j >= 0 && v[j] != ',' {
-				j--
-			}
+			j := bytes.LastIndexByte(v, ',')
 			entry := trimOWS(v[j+1:])
 			v = v[:max(j, 0)]
 			if len(entry) == 0 {

@@ -1,10 +1,10 @@
 package proxy
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
-	"strconv"
 	"syscall"
 
 	"github.com/valyala/fasthttp"
@@ -22,8 +22,15 @@ type failure struct {
 }
 
 func newFailure(status int, code, message string) failure {
-	body := `{"error":` + strconv.Quote(code) + `,"message":` + strconv.Quote(message) + `,"status":` + strconv.Itoa(status) + "}\n"
-	return failure{status: status, code: code, body: []byte(body)}
+	body, err := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+		Status  int    `json:"status"`
+	}{code, message, status})
+	if err != nil {
+		panic(err) // three plain fields: cannot fail
+	}
+	return failure{status: status, code: code, body: append(body, '\n')}
 }
 
 // The answers warden produces. Their codes are part of the interface: the

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 )
@@ -141,43 +142,12 @@ var tchar = func() (t [256]bool) {
 	return t
 }()
 
-// equalFold reports whether b equals the lower-case ASCII string s, ignoring
-// the case of ASCII letters in b.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(s) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
-}
+// equalFold reports whether b equals s, ignoring case (RFC 9110 §5.1 for
+// names; tokens likewise).
+func equalFold(b []byte, s string) bool { return bytes.EqualFold(b, []byte(s)) }
 
-// equalFoldBytes is equalFold for two byte slices of any case.
-func equalFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
+// trimOWS trims optional whitespace (RFC 9110 §5.6.3).
+func trimOWS(b []byte) []byte { return bytes.Trim(b, " \t") }
 
 // connectionTokens collects the header names listed in Connection header
 // values (RFC 9110 §7.6.1), which are hop-by-hop too. The values are copied
@@ -194,42 +164,23 @@ func (t *connectionTokens) reset() {
 
 // add splits one Connection value at commas and records each token.
 func (t *connectionTokens) add(value []byte) {
-	for len(value) > 0 {
-		i := 0
-		for i < len(value) && value[i] != ',' {
-			i++
-		}
-		tok := trimOWS(value[:i])
-		if len(tok) > 0 {
+	for tok := range bytes.SplitSeq(value, []byte(",")) {
+		if tok = trimOWS(tok); len(tok) > 0 {
 			start := len(t.buf)
 			t.buf = append(t.buf, tok...)
 			t.tokens = append(t.tokens, [2]int{start, len(t.buf)})
 		}
-		if i == len(value) {
-			break
-		}
-		value = value[i+1:]
 	}
 }
 
 // has reports whether name is one of the listed tokens.
 func (t *connectionTokens) has(name []byte) bool {
 	for _, tok := range t.tokens {
-		if equalFoldBytes(t.buf[tok[0]:tok[1]], name) {
+		if bytes.EqualFold(t.buf[tok[0]:tok[1]], name) {
 			return true
 		}
 	}
 	return false
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // appendClientIP appends the IP address of a socket peer, without port and

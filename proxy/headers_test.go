@@ -218,3 +218,21 @@ func TestAppendMillis(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenListsAllocateNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	var tokens connectionTokens
+	tokens.add([]byte("keep-alive, X-Secret ,Upgrade")) // warm the buffers
+	value := []byte("keep-alive, X-Secret ,Upgrade")
+	if n := testing.AllocsPerRun(100, func() {
+		tokens.reset()
+		tokens.add(value)
+		if !tokens.has([]byte("x-secret")) || !hasToken(value, "upgrade") || hasToken(value, "close") {
+			t.Fatal("wrong answer")
+		}
+	}); n != 0 {
+		t.Fatalf("token lists allocate %.0f times", n)
+	}
+}

@@ -5,11 +5,11 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/paperspace/warden/auth"
+	"github.com/paperspace/warden/internal/procstat"
 )
 
 // Metrics are warden's Prometheus metrics, in the text exposition format
@@ -199,45 +199,15 @@ func (m *Metrics) appendRuntime(w *textWriter) {
 		w.single(s.name, s.kind, s.help, v)
 	}
 	w.single("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", float64(m.start.UnixMilli())/1000)
-	if p, ok := readProcStat(); ok {
-		w.single("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpuSeconds)
-		w.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.rss)
-		w.single("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.vsize)
+	if p, err := procstat.Read("self"); err == nil {
+		const ticks = 100 // USER_HZ on Linux
+		w.single("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", float64(p.UTime+p.STime)/ticks)
+		w.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", float64(p.RSS)*float64(os.Getpagesize()))
+		w.single("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", float64(p.VSize))
 	}
 	if entries, err := os.ReadDir("/proc/self/fd"); err == nil {
 		w.single("process_open_fds", "gauge", "Number of open file descriptors.", float64(len(entries)))
 	}
-}
-
-type procStat struct{ cpuSeconds, rss, vsize float64 }
-
-// readProcStat reads /proc/self/stat: utime and stime in clock ticks (100
-// a second on Linux), vsize in bytes and rss in pages.
-func readProcStat() (procStat, bool) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return procStat{}, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStat{}, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime 15, vsize 23, rss 24.
-	if len(f) < 22 {
-		return procStat{}, false
-	}
-	num := func(k int) float64 {
-		v, _ := strconv.ParseFloat(f[k-3], 64)
-		return v
-	}
-	const ticks = 100
-	return procStat{
-		cpuSeconds: (num(14) + num(15)) / ticks,
-		vsize:      num(23),
-		rss:        num(24) * float64(os.Getpagesize()),
-	}, true
 }
 
 // textWriter appends the text exposition format.

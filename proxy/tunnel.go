@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -33,18 +34,10 @@ func isWebsocketUpgrade(h *fasthttp.RequestHeader) bool {
 // hasToken reports whether a comma-separated header value holds token,
 // ignoring case.
 func hasToken(value []byte, token string) bool {
-	for len(value) > 0 {
-		i := 0
-		for i < len(value) && value[i] != ',' {
-			i++
-		}
-		if equalFold(trimOWS(value[:i]), token) {
+	for v := range bytes.SplitSeq(value, []byte(",")) {
+		if equalFold(trimOWS(v), token) {
 			return true
 		}
-		if i == len(value) {
-			break
-		}
-		value = value[i+1:]
 	}
 	return false
 }
