@@ -39,12 +39,17 @@ unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 	$(GO) test -count=1 -run 'Alloc' ./auth/... ./proxy/... ./throttle/...
 
+## E2E_PARALLEL: how many end-to-end tests run at once. Most own their
+## processes and ports and mostly wait (drain delays, timeouts), so they
+## overlap; the ones that measure time or load the machine run alone first.
+E2E_PARALLEL ?= 8
+
 e2e:
-	$(GO) test -count=1 -timeout 20m ./e2e/...
+	$(GO) test -count=1 -timeout 20m -parallel $(E2E_PARALLEL) ./e2e/...
 
 ## e2e-race: the end-to-end tests with warden built with the race detector
 e2e-race:
-	WARDEN_E2E_RACE=1 $(GO) test -count=1 -timeout 20m ./e2e/...
+	WARDEN_E2E_RACE=1 $(GO) test -count=1 -timeout 20m -parallel $(E2E_PARALLEL) ./e2e/...
 
 ## soak: warden under a steady mixed load for $(SOAK) (make soak SOAK=1h;
 ## raise SOAK_TIMEOUT past 2h), failing on a wrong answer or on growth

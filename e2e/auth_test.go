@@ -16,6 +16,7 @@ import (
 
 // Every way of failing gets the same 401, and nothing reaches the upstream.
 func TestRefusedRequestsGetTheSame401AndNeverReachTheUpstream(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	// Throttling off: this test fails on purpose more often than its limit.
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{"WARDEN_AUTH_FAILURE_LIMIT": "0"}))
@@ -80,6 +81,7 @@ func TestRefusedRequestsGetTheSame401AndNeverReachTheUpstream(t *testing.T) {
 }
 
 func TestRightCredentialsReachTheUpstreamWithoutThem(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	for _, authz := range []string{
@@ -107,6 +109,7 @@ func TestRightCredentialsReachTheUpstreamWithoutThem(t *testing.T) {
 // A client that announces its body with Expect: 100-continue and has the
 // wrong credentials is refused before it sends the body.
 func TestExpectContinueIsRefusedBeforeTheBody(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	before := up.stats(t).Requests
@@ -164,6 +167,7 @@ func TestExpectContinueIsRefusedBeforeTheBody(t *testing.T) {
 }
 
 func TestPublicModeForwardsEverythingAndWarns(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, map[string]string{"WARDEN_UPSTREAM": "http://" + up.addr})
 	resp, _ := do(t, "GET", w.url("/anything"), nil, nil)
@@ -187,6 +191,7 @@ func TestPublicModeForwardsEverythingAndWarns(t *testing.T) {
 // The secret is read once: changing the file later changes nothing until a
 // restart.
 func TestSecretFileIsReadOnceAtStart(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	file := filepath.Join(t.TempDir(), "password")
 	if err := os.WriteFile(file, []byte("first-secret\n"), 0o600); err != nil {

@@ -11,6 +11,7 @@ import (
 // Bad configuration exits non-zero within a second, with one message that
 // names every bad variable.
 func TestBadConfigurationExitsNamingTheVariable(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
 	os.WriteFile(empty, []byte("\n"), 0o600)
@@ -70,6 +71,7 @@ func TestBadConfigurationExitsNamingTheVariable(t *testing.T) {
 // A WARDEN_ variable warden does not know is reported, so a typo in a
 // security setting does not pass unnoticed.
 func TestUnknownVariableIsWarnedAbout(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{"WARDEN_PASWORD": "typo"}))
 	found := false

@@ -13,6 +13,7 @@ import (
 // for byte, headers in order with repeats, body; minus hop-by-hop headers,
 // those named in Connection, and credentials; plus X-Forwarded-*.
 func TestRequestIsForwardedByteForByte(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, nil)
 	w := startWarden(t, protectedEnv(up.addr()))
 	target := "/a//b/%2F/../c/./d%2e%2E?x=%2F&y=a+b&z&%zz"
@@ -71,6 +72,7 @@ func TestRequestIsForwardedByteForByte(t *testing.T) {
 // Whatever the Host header or an absolute-form target says, the request goes
 // to the configured upstream.
 func TestAbsoluteFormAndForeignHostStillGoToTheUpstream(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, nil)
 	w := startWarden(t, protectedEnv(up.addr()))
 	authz := "Connection: close\r\nAuthorization: " + basicAuth(testUser, testPassword) + "\r\n"
@@ -98,6 +100,7 @@ func TestAbsoluteFormAndForeignHostStillGoToTheUpstream(t *testing.T) {
 // Response headers come back end to end: hop-by-hop ones and those named
 // in Connection removed, repeats kept, nothing added.
 func TestResponseHeadersPassEndToEnd(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, func(string) string {
 		return "HTTP/1.1 201 Made It\r\n" +
 			"Connection: X-Internal\r\n" +
@@ -137,6 +140,7 @@ func TestResponseHeadersPassEndToEnd(t *testing.T) {
 }
 
 func TestHeadNoContentAndNotModifiedKeepTheirFraming(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	resp, body := do(t, "HEAD", w.url("/status/200"), authHeader(), nil)
@@ -162,6 +166,7 @@ func TestHeadNoContentAndNotModifiedKeepTheirFraming(t *testing.T) {
 // Paths that exist on the admin port are ordinary requests on the proxy
 // port.
 func TestAdminPathsOnTheProxyPortGoUpstream(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
@@ -180,6 +185,7 @@ func TestAdminPathsOnTheProxyPortGoUpstream(t *testing.T) {
 // reaches it delimited by the end of the connection, and a sized one keeps
 // its Content-Length.
 func TestHTTP10ClientsNeverGetChunkedEncoding(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	authz := "Authorization: " + basicAuth(testUser, testPassword) + "\r\n"
@@ -207,6 +213,7 @@ func TestHTTP10ClientsNeverGetChunkedEncoding(t *testing.T) {
 // must not be read as the next response: warden does not reuse that
 // connection.
 func TestBytesBeyondTheResponseAreNotMistakenForTheNextOne(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, func(string) string {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ninjected"
 	})

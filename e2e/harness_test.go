@@ -1,6 +1,11 @@
 // Package e2e tests the warden binary as a process, against real upstream
 // processes and real clients. It imports nothing of warden: what it checks is
 // what a user sees at the process boundary.
+//
+// A test that owns its processes and ports (nearly all) says t.Parallel():
+// they mostly wait, on drain delays and timeouts, and overlap (make e2e runs
+// 8 at once). The few that measure time or put load on the machine do not,
+// and so run alone, before the others.
 package e2e
 
 import (
@@ -209,9 +214,21 @@ type upstreamProc struct {
 	addr string
 }
 
+// startUpstream starts the test upstream on a port the kernel picks.
 func startUpstream(t testing.TB) *upstreamProc {
 	t.Helper()
-	return startUpstreamAt(t, freeAddr(t))
+	p := startProc(t, "upstream", nil, upstreamBin, "-listen", "127.0.0.1:0")
+	var addr string
+	waitFor(t, 5*time.Second, "upstream to listen", func() bool {
+		out := p.out.String()
+		i := strings.Index(out, "upstream listening on ")
+		if i < 0 {
+			return false
+		}
+		addr, _, _ = strings.Cut(out[i+len("upstream listening on "):], "\n")
+		return true
+	})
+	return &upstreamProc{proc: p, addr: addr}
 }
 
 // startUpstreamAt starts the test upstream on addr (to restart one on the
@@ -278,24 +295,70 @@ func startWardenNoWait(t testing.TB, env map[string]string) *wardenProc {
 	return startWardenArgs(t, env)
 }
 
-// startWardenArgs starts warden with args and env on free loopback ports,
-// without waiting. Variables in env override the defaults set here.
+// startWardenArgs starts warden with args and env, without waiting for it
+// to serve. Variables in env override the defaults set here. Unless env
+// names them, the listeners take ports the kernel picks (127.0.0.1:0), and
+// their addresses are read from the start line, which warden logs once they
+// are bound: a port picked here and bound later could meanwhile be taken
+// by some other test's outgoing connection. A warden that exits before its
+// start line (a configuration error) is returned without addresses.
 func startWardenArgs(t testing.TB, env map[string]string, args ...string) *wardenProc {
 	t.Helper()
 	merged := map[string]string{
-		"WARDEN_LISTEN":       freeAddr(t),
-		"WARDEN_ADMIN_LISTEN": freeAddr(t),
+		"WARDEN_LISTEN":       "127.0.0.1:0",
+		"WARDEN_ADMIN_LISTEN": "127.0.0.1:0",
 		"WARDEN_LOG_LEVEL":    "debug",
 	}
 	for k, v := range env {
 		merged[k] = v
+	}
+	learn := true
+	switch merged["WARDEN_LOG_LEVEL"] {
+	case "trace", "debug", "info":
+	default:
+		// No start line to learn from: ports picked here.
+		learn = false
+		for _, name := range []string{"WARDEN_LISTEN", "WARDEN_ADMIN_LISTEN"} {
+			if merged[name] == "127.0.0.1:0" {
+				merged[name] = freeAddr(t)
+			}
+		}
 	}
 	var list []string
 	for k, v := range merged {
 		list = append(list, k+"="+v)
 	}
 	p := startProc(t, "warden", list, wardenBin, args...)
-	return &wardenProc{proc: p, addr: merged["WARDEN_LISTEN"], admin: merged["WARDEN_ADMIN_LISTEN"]}
+	w := &wardenProc{proc: p, addr: merged["WARDEN_LISTEN"], admin: merged["WARDEN_ADMIN_LISTEN"]}
+	if learn {
+		w.learnAddrs(t)
+	}
+	return w
+}
+
+// learnAddrs reads the listeners' addresses from warden's start line.
+func (w *wardenProc) learnAddrs(t testing.TB) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		out := w.out.String()
+		if i := strings.Index(out, `"message":"warden started"`); i >= 0 {
+			line := out[strings.LastIndexByte(out[:i], '\n')+1:]
+			line, _, _ = strings.Cut(line, "\n")
+			var start struct {
+				Listen      string `json:"listen"`
+				AdminListen string `json:"admin_listen"`
+			}
+			if err := json.Unmarshal([]byte(line), &start); err != nil {
+				t.Fatalf("start line %q: %v", line, err)
+			}
+			w.addr, w.admin = start.Listen, start.AdminListen
+			return
+		}
+		if w.exited() {
+			return
+		}
+	}
+	t.Fatalf("warden logged no start line within 10s:\n%s", w.out.String())
 }
 
 // protectedEnv is the usual setup: protected mode in front of upstream.

@@ -488,6 +488,7 @@ func abbreviate(s string) string {
 }
 
 func TestConflictingOrInvalidContentLengthAndTransferEncodingNeverSmuggle(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	cases := []hostileCase{
 		// RFC 9112 §6.1: with both, a server may reject the request or
@@ -552,6 +553,7 @@ func TestConflictingOrInvalidContentLengthAndTransferEncodingNeverSmuggle(t *tes
 }
 
 func TestBadChunksAreRefusedAndNeverSmuggle(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	chunked := hostilePost("Transfer-Encoding: chunked")
 	runHostile(t, w, tap, []hostileCase{
@@ -581,6 +583,7 @@ func TestBadChunksAreRefusedAndNeverSmuggle(t *testing.T) {
 // cases, and their neighbours). The smuggled request after each is there to
 // be seen if warden read on.
 func TestChunkLinesOutsideTheGrammarGet400(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	chunked := hostilePost("Transfer-Encoding: chunked")
 	good := "5\r\nhello\r\n"
@@ -628,6 +631,7 @@ func TestChunkLinesOutsideTheGrammarGet400(t *testing.T) {
 
 // Chunk lines inside the grammar pass, and the upstream gets the body.
 func TestWellFormedChunkLinesAreAccepted(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	chunked := hostilePost("Transfer-Encoding: chunked")
 	for _, tc := range []struct{ name, body string }{
@@ -668,6 +672,7 @@ func TestWellFormedChunkLinesAreAccepted(t *testing.T) {
 // A bad chunk line that arrives after part of the body has gone upstream
 // cuts the upstream's request: it never sees the body completed.
 func TestBadChunkLineMidStreamCutsTheForwardedRequest(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	c, err := net.Dial("tcp", w.addr)
 	if err != nil {
@@ -707,6 +712,7 @@ func TestBadChunkLineMidStreamCutsTheForwardedRequest(t *testing.T) {
 }
 
 func TestControlCharactersAndMalformedFieldLinesNeverReachTheUpstream(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	runHostile(t, w, tap, []hostileCase{
 		// RFC 9110 §5.5, RFC 9112 §2.2: CR, LF or NUL in a value: reject,
@@ -737,6 +743,7 @@ func TestControlCharactersAndMalformedFieldLinesNeverReachTheUpstream(t *testing
 }
 
 func TestMalformedRequestLinesGet4xx(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	line := func(start string) string { return rawRequest(start, "Host: warden.test", authField) }
 	runHostile(t, w, tap, []hostileCase{
@@ -764,6 +771,7 @@ func TestMalformedRequestLinesGet4xx(t *testing.T) {
 }
 
 func TestOversizedHeadersGet431(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil) // WARDEN_MAX_HEADER_BYTES defaults to 32768
 	var many []string
 	for i := range 40 {
@@ -781,6 +789,7 @@ func TestOversizedHeadersGet431(t *testing.T) {
 }
 
 func TestConnectGets405WithCredentialsAnd401Without(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, nil)
 	runHostile(t, w, tap, []hostileCase{
 		{name: "CONNECT with credentials", req: rawRequest("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443", authField), want: 405, code: "method_not_allowed"},
@@ -790,6 +799,7 @@ func TestConnectGets405WithCredentialsAnd401Without(t *testing.T) {
 }
 
 func TestBodiesOverTheLimitGet413WithoutAFullRequestReachingTheUpstream(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, map[string]string{"WARDEN_MAX_BODY_BYTES": "1000"})
 	body := func(n int) string { return strings.Repeat("a", n) }
 	chunks := func(sizes ...int) string {
@@ -816,6 +826,7 @@ func TestBodiesOverTheLimitGet413WithoutAFullRequestReachingTheUpstream(t *testi
 // A client that sends its headers slowly, or nothing at all, is cut once
 // the header read timeout has passed, long before it could finish.
 func TestSlowClientsAreCutAfterTheHeaderReadTimeout(t *testing.T) {
+	t.Parallel()
 	w, tap := hostileTarget(t, map[string]string{"WARDEN_READ_HEADER_TIMEOUT": "1s"})
 	req := rawRequest("GET /slow HTTP/1.1", "Host: warden.test", authField)
 	const byteEvery = 200 * time.Millisecond // the whole request would take len(req)/5 s

@@ -285,6 +285,7 @@ func (c cutCase) script(string, int) script {
 }
 
 func TestResponsesTheUpstreamBrokeOffNeverLookComplete(t *testing.T) {
+	t.Parallel()
 	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
 		t.Run(proto, func(t *testing.T) {
 			for _, tc := range cutCases() {
@@ -414,6 +415,7 @@ func TestResponseBytesAreNeverHeldBack(t *testing.T) {
 
 // Before warden has sent anything, an upstream failure is warden's 502.
 func TestUpstreamFailingBeforeItsHeadGets502(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		write string

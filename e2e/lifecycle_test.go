@@ -125,6 +125,7 @@ func TestStartupIsReadyInMilliseconds(t *testing.T) {
 
 // Health, readiness and metrics on the admin port.
 func TestAdminEndpoints(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	w.waitReady(t)

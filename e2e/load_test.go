@@ -72,6 +72,7 @@ func TestHundredsOfConcurrentClientsAllSucceed(t *testing.T) {
 // used: the request, whatever its method, goes on a new connection and
 // reaches the upstream once.
 func TestStaleUpstreamConnectionIsNeverUsed(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, nil)
 	up.closeAll = true // close after each response, without saying so
 	w := startWarden(t, merge(protectedEnv(up.addr()), map[string]string{"WARDEN_UPSTREAM_IDLE_TIMEOUT": "1m"}))
@@ -94,6 +95,7 @@ func TestStaleUpstreamConnectionIsNeverUsed(t *testing.T) {
 // not (it gets 502 rather than running twice), unless it has an
 // Idempotency-Key and no body.
 func TestRequestLostOnAReusedConnectionIsRetriedOnlyWhenSafe(t *testing.T) {
+	t.Parallel()
 	// Each connection answers its first request and drops its second one
 	// unanswered.
 	up := startScriptedUpstream(t, func(_ string, nth int) script {
@@ -149,6 +151,7 @@ func TestRequestLostOnAReusedConnectionIsRetriedOnlyWhenSafe(t *testing.T) {
 // after WARDEN_UPSTREAM_IDLE_TIMEOUT, before a model server's own keep-alive
 // timeout (uvicorn: 5 s) could close them under a request.
 func TestIdleUpstreamConnectionsAreReusedThenClosedByWarden(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, nil)
 	w := startWarden(t, merge(protectedEnv(up.addr()), map[string]string{"WARDEN_UPSTREAM_IDLE_TIMEOUT": "300ms"}))
 	for range 5 {

@@ -14,6 +14,7 @@ import (
 // At no level may the secret, the Authorization header or an attempted
 // password appear in the log.
 func TestLogsNeverShowTheSecretOrAttemptedPasswords(t *testing.T) {
+	t.Parallel()
 	const secret = "Sup3r-S3cret:v@lue with spaces ünï"
 	attempts := []string{"attempt-one-1234", "attempt:two:5678", secret + "x", secret[:10]}
 	for _, source := range []string{"env", "file"} {
@@ -99,6 +100,7 @@ func TestLogsNeverShowTheSecretOrAttemptedPasswords(t *testing.T) {
 }
 
 func TestAccessLogCanBeSwitchedOff(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
 		"WARDEN_ACCESS_LOG": "false", "WARDEN_LOG_LEVEL": "info",
@@ -113,6 +115,7 @@ func TestAccessLogCanBeSwitchedOff(t *testing.T) {
 }
 
 func TestStartLineShowsAFingerprintThatTellsSecretsApart(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	fingerprint := func(secret string) string {
 		w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{"WARDEN_PASSWORD": secret}))

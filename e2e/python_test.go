@@ -430,6 +430,7 @@ func writePatternFile(t testing.TB, n int64) string {
 
 // curl through warden to uvicorn: no credentials, wrong ones, right ones.
 func TestCurlAuthInFrontOfUvicorn(t *testing.T) {
+	t.Parallel()
 	m, w := startModelStack(t)
 
 	t.Run("no credentials get 401 with a challenge", func(t *testing.T) {
@@ -488,6 +489,7 @@ func TestCurlAuthInFrontOfUvicorn(t *testing.T) {
 // An origin server with a clock sends Date (RFC 9110 §6.6.1), and uvicorn
 // does; a proxy passes it on, or adds one of its own when there is none.
 func TestCurlSeesUvicornsDateHeader(t *testing.T) {
+	t.Parallel()
 	m, w := startModelStack(t)
 	direct := runCurl(t, m.url("/health"))
 	if direct.header("Date") == "" {
@@ -529,6 +531,7 @@ func TestCurlStreamsCompletionTokensAsGenerated(t *testing.T) {
 // right credentials warden answers 401 at once and curl sends next to
 // nothing; with them warden answers 100 and the body reaches uvicorn whole.
 func TestCurlUploadWithExpectContinue(t *testing.T) {
+	t.Parallel()
 	m, w := startModelStack(t)
 	const size = 20 << 20
 	file := writePatternFile(t, size)
@@ -594,6 +597,7 @@ func TestCurlUploadWithExpectContinue(t *testing.T) {
 // Python requests
 
 func TestPythonRequestsAuth(t *testing.T) {
+	t.Parallel()
 	m, w := startModelStack(t)
 
 	t.Run("no credentials get 401 with a challenge", func(t *testing.T) {
@@ -681,6 +685,7 @@ func TestPythonRequestsStreamsCompletionTokens(t *testing.T) {
 // A streamed upload of several MiB from requests arrives intact, with a
 // known length and chunked.
 func TestPythonRequestsStreamedUpload(t *testing.T) {
+	t.Parallel()
 	_, w := startModelStack(t)
 	const size = 8<<20 + 12345
 	want := patternSHA(size)
@@ -721,6 +726,7 @@ func TestPythonRequestsStreamedUpload(t *testing.T) {
 // Disconnects: a client that goes away mid-stream makes the model stop.
 
 func TestPythonAndCurlDisconnectMidStreamStopsUvicorn(t *testing.T) {
+	t.Parallel()
 	m := startModelServer(t)
 	// A long idle timeout for pooled upstream connections: with the default
 	// (1 s) an upstream connection that warden failed to close, and put

@@ -101,6 +101,7 @@ func uidOf(t *testing.T, pid int) int {
 }
 
 func TestWrappedModelServerCannotReadWardensSecret(t *testing.T) {
+	t.Parallel()
 	const secret = "wrapped-s3cret-that-must-not-leak"
 	dir := spyDir(t)
 	report := filepath.Join(dir, "spy.json")
@@ -131,6 +132,7 @@ func TestWrappedModelServerCannotReadWardensSecret(t *testing.T) {
 }
 
 func TestProcessOfTheSameUserCannotReadWardensSecret(t *testing.T) {
+	t.Parallel()
 	const secret = "sidecar-s3cret-that-must-not-leak"
 	up := startUpstream(t)
 	env := merge(protectedEnv(up.addr), map[string]string{

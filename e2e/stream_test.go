@@ -152,6 +152,7 @@ func TestLargeBodiesStreamWithBoundedMemory(t *testing.T) {
 // When the client goes away mid-stream, warden closes the upstream
 // connection so the model stops generating.
 func TestClientDisconnectStopsTheUpstream(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	// A long idle timeout, so that only closing the connection at once can
 	// stop the stream in time (the idle reaper would close it later).

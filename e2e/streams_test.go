@@ -92,6 +92,7 @@ var serverTiming = regexp.MustCompile(`^warden;dur=([0-9.]+), upstream;dur=([0-9
 // Server-Timing splits warden's own time from the upstream's time to
 // response headers.
 func TestServerTimingSplitsWardenFromUpstream(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	resp, _ := do(t, http.MethodGet, w.url("/slow?delay=300ms"), authHeader(), nil)
@@ -124,6 +125,7 @@ func TestServerTimingSplitsWardenFromUpstream(t *testing.T) {
 // During a rolling redeploy the previous secret keeps working until its
 // deadline, and a metric shows when clients have moved.
 func TestPreviousSecretWorksUntilItsDeadline(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	until := time.Now().Add(1500 * time.Millisecond).UTC()
 	w := startWarden(t, map[string]string{

@@ -29,6 +29,7 @@ func attempt(t *testing.T, w *wardenProc, password, xff string) *http.Response {
 }
 
 func TestFailedLoginsGetAClientThrottledUntilTheWindowPasses(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
 		"WARDEN_AUTH_FAILURE_LIMIT":  "5",
@@ -90,6 +91,7 @@ func TestFailedLoginsGetAClientThrottledUntilTheWindowPasses(t *testing.T) {
 // Behind a trusted proxy the client is the X-Forwarded-For entry the proxy
 // added, so one guesser does not lock out everyone behind the same proxy.
 func TestThrottlingKeysOnTheClientBehindATrustedProxy(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	env := merge(protectedEnv(up.addr), map[string]string{"WARDEN_AUTH_FAILURE_LIMIT": "3", "WARDEN_AUTH_FAILURE_WINDOW": "1m"})
 	w := startWarden(t, env) // loopback, the test's address, is trusted by default
@@ -120,6 +122,7 @@ func TestThrottlingKeysOnTheClientBehindATrustedProxy(t *testing.T) {
 }
 
 func TestThrottlingCanBeTurnedOffAndDoesNotFloodTheLog(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
 		"WARDEN_AUTH_FAILURE_LIMIT": "0", "WARDEN_ACCESS_LOG": "false", "WARDEN_LOG_LEVEL": "info",

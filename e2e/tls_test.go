@@ -58,6 +58,7 @@ func testCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 }
 
 func TestTLSListenerServesModernTLSOnly(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	certFile, keyFile, pool := testCert(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
@@ -149,6 +150,7 @@ func TestTLSListenerServesModernTLSOnly(t *testing.T) {
 // A bad or mismatched certificate and key is a start-up error naming the
 // variable.
 func TestBadTLSFilesStopWardenNamingTheVariable(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, _ := testCert(t)
 	otherCert, otherKey, _ := testCert(t)
 	garbage := filepath.Join(t.TempDir(), "garbage.pem")

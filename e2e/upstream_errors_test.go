@@ -30,6 +30,7 @@ func wardenError(t testing.TB, resp *http.Response, body []byte, status int, cod
 }
 
 func TestUpstreamRefusingConnectionsGets502AtOnce(t *testing.T) {
+	t.Parallel()
 	w := startWarden(t, protectedEnv(freeAddr(t))) // nothing listens there
 	start := time.Now()
 	resp, body := do(t, "GET", w.url("/"), authHeader(), nil)
@@ -45,6 +46,7 @@ func TestUpstreamRefusingConnectionsGets502AtOnce(t *testing.T) {
 }
 
 func TestNoResponseHeadersInTimeGets504(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{"WARDEN_UPSTREAM_TIMEOUT": "500ms"}))
 	start := time.Now()
@@ -58,6 +60,7 @@ func TestNoResponseHeadersInTimeGets504(t *testing.T) {
 // The timeout is on the response headers only: a stream that started in
 // time runs as long as it runs.
 func TestLongStreamWithTimelyHeadersIsNeverCut(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{"WARDEN_UPSTREAM_TIMEOUT": "300ms"}))
 	resp, body := do(t, "GET", w.url("/sse?n=6&interval=250ms"), authHeader(), nil)
@@ -72,6 +75,7 @@ func TestLongStreamWithTimelyHeadersIsNeverCut(t *testing.T) {
 // An upstream that breaks the connection mid-body makes warden close the
 // client's connection: never a clean-looking, truncated response.
 func TestUpstreamBreakingMidBodyClosesTheClientConnection(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t)
 	w := startWarden(t, protectedEnv(up.addr))
 	for _, path := range []string{"/drop?when=body", "/drop?when=body&chunked=1"} {

@@ -419,6 +419,7 @@ func waitNoTunnel(t testing.TB, w *wardenProc) {
 // the client framed them; and the close handshake completes at once, not
 // after the client's close timeout.
 func TestWebsocketThroughWardenEchoesEverythingAndClosesPromptly(t *testing.T) {
+	t.Parallel()
 	s := startWSServer(t)
 	w := startWarden(t, protectedEnv(s.addr))
 
@@ -528,6 +529,7 @@ func TestWebsocketThroughWardenEchoesEverythingAndClosesPromptly(t *testing.T) {
 // with a challenge, and nothing reaches the websocket server: no
 // connection that carried a byte, no handshake request, no handshake.
 func TestWebsocketWithoutRightCredentialsGets401AndNeverReachesTheServer(t *testing.T) {
+	t.Parallel()
 	s := startWSServer(t)
 	w := startWarden(t, protectedEnv(s.addr))
 	before := s.count(t)
@@ -576,6 +578,7 @@ func TestWebsocketWithoutRightCredentialsGets401AndNeverReachesTheServer(t *test
 // The upstream refusing the handshake (403 from process_request) is what
 // the client sees, not a 101, and no tunnel is left open.
 func TestWebsocketRefusedByUpstreamGetsItsStatusAndOpensNoTunnel(t *testing.T) {
+	t.Parallel()
 	s := startWSServer(t)
 	w := startWarden(t, protectedEnv(s.addr))
 
@@ -613,6 +616,7 @@ func TestWebsocketRefusedByUpstreamGetsItsStatusAndOpensNoTunnel(t *testing.T) {
 // HTTP/1.1 request, the connection stays HTTP/1.1, and the upstream sees
 // neither Upgrade nor HTTP2-Settings.
 func TestH2cUpgradeIsServedAsAnOrdinaryRequest(t *testing.T) {
+	t.Parallel()
 	up := startRawUpstream(t, nil)
 	w := startWarden(t, protectedEnv(up.addr()))
 
@@ -685,6 +689,7 @@ func TestH2cUpgradeIsServedAsAnOrdinaryRequest(t *testing.T) {
 // An open tunnel shows in /metrics as an open tunnel and a request in
 // flight; once closed, both go back to 0.
 func TestWebsocketTunnelShowsInMetricsWhileOpen(t *testing.T) {
+	t.Parallel()
 	s := startWSServer(t)
 	w := startWarden(t, protectedEnv(s.addr))
 	m := metrics(t, w)

@@ -33,6 +33,7 @@ func readyz(w *wardenProc) (int, string) {
 }
 
 func TestWrapperModeStartsAndProtectsTheModelServer(t *testing.T) {
+	t.Parallel()
 	modelAddr := freeAddr(t)
 	w := startWrapped(t, map[string]string{"MODEL_SETTING": "kept", "WARDEN_DRAIN_DELAY": "1s"},
 		modelAddr, "-listen-delay", "800ms", "-on-term", "graceful")
@@ -94,6 +95,7 @@ func TestWrapperModeStartsAndProtectsTheModelServer(t *testing.T) {
 }
 
 func TestWrapperModeExitsWithTheModelServersStatus(t *testing.T) {
+	t.Parallel()
 	modelAddr := freeAddr(t)
 	w := startWrapped(t, map[string]string{"WARDEN_DRAIN_DELAY": "300ms"}, modelAddr, "-exit-after", "1500ms", "-exit-code", "3")
 	w.waitReady(t)
@@ -107,6 +109,7 @@ func TestWrapperModeExitsWithTheModelServersStatus(t *testing.T) {
 }
 
 func TestWrapperModeKillsAModelServerThatIgnoresSIGTERM(t *testing.T) {
+	t.Parallel()
 	modelAddr := freeAddr(t)
 	w := startWrapped(t, map[string]string{"WARDEN_DRAIN_DELAY": "0s", "WARDEN_SHUTDOWN_TIMEOUT": "1s"},
 		modelAddr, "-on-term", "ignore")
@@ -149,6 +152,7 @@ func alive(pid int) bool {
 // process from its process group, not one that escaped into a new session,
 // no zombie.
 func TestWrapperModeLeavesNoOrphansOrZombies(t *testing.T) {
+	t.Parallel()
 	t.Run("after SIGTERM", func(t *testing.T) {
 		modelAddr := freeAddr(t)
 		w := startWrapped(t, map[string]string{"WARDEN_DRAIN_DELAY": "0s"}, modelAddr, "-grandchildren", "-on-term", "graceful")
@@ -210,6 +214,7 @@ func parentOf(pid int) int {
 }
 
 func TestWrapperModeRefusesAMissingCommand(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--"}, {"--", "/nonexistent/model-server"}, {"--bogus"}} {
 		p := startProc(t, "warden", []string{"WARDEN_LISTEN=" + freeAddr(t), "WARDEN_ADMIN_LISTEN=" + freeAddr(t)}, wardenBin, args...)
 		if code := p.wait(5 * time.Second); code == 0 {
@@ -223,6 +228,7 @@ func TestWrapperModeRefusesAMissingCommand(t *testing.T) {
 
 // The same with a real model server as the child: uvicorn serving FastAPI.
 func TestWrapperModeWithUvicornAsTheChild(t *testing.T) {
+	t.Parallel()
 	requirePython(t)
 	modelAddr := freeAddr(t)
 	_, port, _ := strings.Cut(modelAddr, ":")

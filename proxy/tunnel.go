@@ -47,8 +47,9 @@ func hasToken(value []byte, token string) bool {
 type tunnels struct {
 	mu    sync.Mutex
 	open  map[*tunnel]struct{}
-	wg    sync.WaitGroup
 	close bool
+	// empty, when set, is closed once no tunnel is left open.
+	empty chan struct{}
 }
 
 type tunnel struct {
@@ -77,15 +78,17 @@ func (t *tunnels) add(tn *tunnel) bool {
 		t.open = map[*tunnel]struct{}{}
 	}
 	t.open[tn] = struct{}{}
-	t.wg.Add(1)
 	return true
 }
 
 func (t *tunnels) remove(tn *tunnel) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	delete(t.open, tn)
-	t.mu.Unlock()
-	t.wg.Done()
+	if len(t.open) == 0 && t.empty != nil {
+		close(t.empty)
+		t.empty = nil
+	}
 }
 
 func (t *tunnels) closing() bool {
@@ -94,27 +97,43 @@ func (t *tunnels) closing() bool {
 	return t.close
 }
 
+// whenEmpty returns a channel closed once no tunnel is open (at once if none
+// is). Call with t.mu held.
+func (t *tunnels) whenEmpty() <-chan struct{} {
+	if len(t.open) == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if t.empty == nil {
+		t.empty = make(chan struct{})
+	}
+	return t.empty
+}
+
 // closeTunnels waits for open websocket tunnels to end until ctx is done,
-// then closes the ones left and returns how many. Shutdown calls it once the
-// server has stopped accepting requests.
+// then closes the ones left and returns how many. From its start no new
+// tunnel opens. Shutdown calls it once the server has stopped accepting
+// requests.
 func (p *Proxy) closeTunnels(ctx context.Context) (cut int) {
-	done := make(chan struct{})
-	go func() {
-		p.tunnels.wg.Wait()
-		close(done)
-	}()
+	t := &p.tunnels
+	t.mu.Lock()
+	t.close = true
+	empty := t.whenEmpty()
+	t.mu.Unlock()
 	select {
-	case <-done:
+	case <-empty:
+		return 0
 	case <-ctx.Done():
 	}
-	p.tunnels.mu.Lock()
-	p.tunnels.close = true
-	for tn := range p.tunnels.open {
+	t.mu.Lock()
+	for tn := range t.open {
 		tn.stop()
 		cut++
 	}
-	p.tunnels.mu.Unlock()
-	<-done
+	empty = t.whenEmpty()
+	t.mu.Unlock()
+	<-empty
 	return cut
 }
 
