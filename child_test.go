@@ -7,6 +7,7 @@ import (
 )
 
 func TestChildEnvDropsEveryWardenVariable(t *testing.T) {
+	t.Parallel()
 	got := childEnv([]string{"PATH=/bin", "WARDEN_PASSWORD=s", "WARDEN_PASSWORD_FILE=/f", "MODEL=x", "WARDENX=kept", "WARDEN_UPSTREAM=u"})
 	if want := []string{"PATH=/bin", "MODEL=x", "WARDENX=kept"}; !slices.Equal(got, want) {
 		t.Fatalf("childEnv = %q, want %q", got, want)
@@ -14,6 +15,7 @@ func TestChildEnvDropsEveryWardenVariable(t *testing.T) {
 }
 
 func TestExitCodeFollowsShellConventions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		ws   syscall.WaitStatus
 		want int

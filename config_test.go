@@ -21,6 +21,7 @@ import (
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := loadConfig(map[string]string{})
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +33,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfigChoosesTheMode(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "secret")
 	if err := os.WriteFile(file, []byte("from-file\r\n\n"), 0o600); err != nil {
@@ -78,6 +80,7 @@ func TestLoadConfigChoosesTheMode(t *testing.T) {
 }
 
 func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
 	_, err := loadConfig(map[string]string{
 		"WARDEN_UPSTREAM_TIMEOUT": "later",
 		"WARDEN_MAX_BODY_BYTES":   "-1",
@@ -105,6 +108,7 @@ func TestLoadConfigReportsEveryProblemAtOnce(t *testing.T) {
 }
 
 func TestLoadConfigNotesUnknownVariables(t *testing.T) {
+	t.Parallel()
 	cfg, err := loadConfig(map[string]string{"WARDEN_PASWORD": "x", "OTHER": "y"})
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +138,7 @@ func readmeRows(t *testing.T, pattern string) map[string]string {
 }
 
 func TestREADMEListsEveryVariable(t *testing.T) {
+	t.Parallel()
 	rows := readmeRows(t, "WARDEN_[A-Z_]+")
 	names := envNames()
 	for name, def := range names {
@@ -155,6 +160,7 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 }
 
 func TestREADMEListsEveryWardenError(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +174,7 @@ func TestREADMEListsEveryWardenError(t *testing.T) {
 }
 
 func TestRunRejectsBadConfigurationWithoutListening(t *testing.T) {
+	t.Parallel()
 	var stderr bytes.Buffer
 	err := run(context.Background(), nil, map[string]string{"WARDEN_MODE": "nope"}, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "WARDEN_MODE") {
@@ -176,6 +183,7 @@ func TestRunRejectsBadConfigurationWithoutListening(t *testing.T) {
 }
 
 func TestRunServesUntilCancelledThenReturnsNil(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr syncWriter
 	done := make(chan error, 1)
@@ -231,6 +239,7 @@ func (w *syncWriter) String() string {
 }
 
 func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
 	cfg, err := loadConfig(map[string]string{})
 	if err != nil || len(cfg.proxy.TrustedProxies) != 6 {
 		t.Fatalf("default: %v, %v", cfg.proxy.TrustedProxies, err)
@@ -249,6 +258,7 @@ func TestTrustedProxies(t *testing.T) {
 }
 
 func TestPreviousSecretNeedsItsDeadlineAndACurrentSecret(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		env  map[string]string
 		want string

@@ -11,6 +11,7 @@ import (
 // of every pod's memory. They may serve tests (the reference parser checks
 // the output), never the binary.
 func TestBinaryDependsOnNoPrometheusLibraryOrProtobuf(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)

@@ -25,6 +25,7 @@ func mustNew(t testing.TB, user, password string) *Checker {
 }
 
 func TestCheckAcceptsOnlyTheExactPair(t *testing.T) {
+	t.Parallel()
 	c := mustNew(t, "paperspace", "s3cret:with:colons ünïcødé")
 	tests := []struct {
 		name   string
@@ -67,6 +68,7 @@ func TestCheckAcceptsOnlyTheExactPair(t *testing.T) {
 }
 
 func TestCheckWantsStandardPaddedBase64(t *testing.T) {
+	t.Parallel()
 	// This pair encodes with '+', '/' and padding in standard base64.
 	const pair = "paperspace:~~~??>"
 	std := base64.StdEncoding.EncodeToString([]byte(pair))
@@ -90,6 +92,7 @@ func TestCheckWantsStandardPaddedBase64(t *testing.T) {
 }
 
 func TestPreviousPasswordWorksUntilItsDeadline(t *testing.T) {
+	t.Parallel()
 	deadline := now.Add(time.Hour)
 	c, err := mustNew(t, "paperspace", "new-secret").WithPrevious("old-secret", deadline)
 	if err != nil {
@@ -131,6 +134,7 @@ func TestPreviousPasswordWorksUntilItsDeadline(t *testing.T) {
 }
 
 func TestCheckAcceptsTheLongestAllowedPair(t *testing.T) {
+	t.Parallel()
 	user := "u"
 	password := strings.Repeat("p", MaxCredentialBytes-len(user)-1)
 	c := mustNew(t, user, password)
@@ -140,6 +144,7 @@ func TestCheckAcceptsTheLongestAllowedPair(t *testing.T) {
 }
 
 func TestNewRejectsUnusableCredentials(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, user, password string
 		want                 error
@@ -158,6 +163,7 @@ func TestNewRejectsUnusableCredentials(t *testing.T) {
 }
 
 func TestNewKeepsNoCopyOfThePassword(t *testing.T) {
+	t.Parallel()
 	const password = "plaintext-must-not-be-kept"
 	c := mustNew(t, "paperspace", password)
 	raw := string(c.user[:]) + string(c.password[:])
@@ -167,6 +173,7 @@ func TestNewKeepsNoCopyOfThePassword(t *testing.T) {
 }
 
 func TestChallengeQuotesTheRealm(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ realm, want string }{
 		{"warden", `Basic realm="warden", charset="UTF-8"`},
 		{`my "model"`, `Basic realm="my \"model\"", charset="UTF-8"`},
@@ -180,6 +187,7 @@ func TestChallengeQuotesTheRealm(t *testing.T) {
 }
 
 func TestFingerprintIsShortStableAndDistinct(t *testing.T) {
+	t.Parallel()
 	a, b := Fingerprint("secret-a"), Fingerprint("secret-b")
 	if a != Fingerprint("secret-a") {
 		t.Fatal("fingerprint is not stable")
@@ -196,6 +204,7 @@ func TestFingerprintIsShortStableAndDistinct(t *testing.T) {
 }
 
 func TestResultNames(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, r := range Results {
 		name := r.String()
@@ -248,31 +257,4 @@ func FuzzCheck(f *testing.F) {
 			t.Fatalf("Check(%q) = unknown result %d", header, got)
 		}
 	})
-}
-
-func BenchmarkCheck(b *testing.B) {
-	c := mustNew(b, "paperspace", "a-reasonably-long-random-secret-0123456789")
-	for _, bc := range []struct {
-		name   string
-		header []byte
-	}{
-		{"ok", basic("paperspace:a-reasonably-long-random-secret-0123456789")},
-		{"wrong_password", basic("paperspace:guess")},
-		{"missing", nil},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				c.Check(bc.header, now)
-			}
-		})
-		b.Run(bc.name+"/parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					c.Check(bc.header, now)
-				}
-			})
-		})
-	}
 }

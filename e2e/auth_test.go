@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +242,61 @@ type echoReply struct {
 	BodyBytes  int64               `json:"body_bytes"`
 	BodySHA256 string              `json:"body_sha256"`
 	Chunked    bool                `json:"chunked"`
+}
+
+// During a rolling redeploy the previous secret keeps working until its
+// deadline, and a metric shows when clients have moved.
+func TestPreviousSecretWorksUntilItsDeadline(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t)
+	until := time.Now().Add(1500 * time.Millisecond).UTC()
+	w := startWarden(t, map[string]string{
+		"WARDEN_UPSTREAM":                "http://" + up.addr,
+		"WARDEN_PASSWORD":                "new-secret",
+		"WARDEN_PREVIOUS_PASSWORD":       "old-secret",
+		"WARDEN_PREVIOUS_PASSWORD_UNTIL": until.Format(time.RFC3339Nano),
+	})
+	status := func(password string) int {
+		resp, _ := do(t, http.MethodGet, w.url("/echo"), http.Header{"Authorization": {basicAuth(testUser, password)}}, nil)
+		return resp.StatusCode
+	}
+	if got := status("new-secret"); got != 200 {
+		t.Fatalf("new secret: %d", got)
+	}
+	if got := status("old-secret"); got != 200 {
+		t.Fatalf("old secret before the deadline: %d", got)
+	}
+	if got := status("other"); got != 401 {
+		t.Fatalf("wrong secret: %d", got)
+	}
+	m := metrics(t, w)
+	if !strings.Contains(m, "warden_auth_previous_secret_total 1") {
+		t.Errorf("the request with the previous secret was not counted")
+	}
+	deadline := "warden_auth_previous_secret_deadline_timestamp_seconds " + strconv.FormatFloat(float64(until.UnixMilli())/1000, 'g', -1, 64)
+	if !strings.Contains(m, deadline) {
+		t.Errorf("metrics lack %q", deadline)
+	}
+	var start map[string]any
+	for _, l := range w.logLines(t) {
+		if l["message"] == "warden started" {
+			start = l
+		}
+	}
+	if start["previous_secret_fingerprint"] == nil || start["previous_secret_fingerprint"] == start["secret_fingerprint"] ||
+		start["previous_secret_until"] == nil {
+		t.Errorf("start line does not show both fingerprints and the deadline: %v", start)
+	}
+	time.Sleep(time.Until(until) + 100*time.Millisecond)
+	if got := status("old-secret"); got != 401 {
+		t.Fatalf("old secret after the deadline: %d", got)
+	}
+	if got := status("new-secret"); got != 200 {
+		t.Fatalf("new secret after the deadline: %d", got)
+	}
+	for _, secret := range []string{"new-secret", "old-secret"} {
+		if strings.Contains(w.out.String(), secret) {
+			t.Errorf("the log shows %s", secret)
+		}
+	}
 }

@@ -4,7 +4,7 @@ package e2e
 // testdata/ws_server.py and testdata/ws_client.py, on Debian's
 // python3-websockets (10.4), which only /usr/bin/python3 can import. Without
 // it these tests skip, unless WARDEN_E2E_REQUIRE_PYTHON=1 makes that a
-// failure (see python_test.go).
+// failure (see interop_test.go).
 //
 // The server prints one JSON line per event (a TCP connection accepted, its
 // first bytes, a handshake request, a refusal, an accepted handshake, a

@@ -281,6 +281,7 @@ var chunkedCases = []struct {
 // chunkedScanner and the reference agree on every case, read whole, byte by
 // byte and in pieces of every size, and both give the expected verdict.
 func TestChunkedScannerFollowsRFC9112(t *testing.T) {
+	t.Parallel()
 	for _, tc := range chunkedCases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := []byte(tc.body)
@@ -308,6 +309,7 @@ func TestChunkedScannerFollowsRFC9112(t *testing.T) {
 }
 
 func TestChunkedScannerLimits(t *testing.T) {
+	t.Parallel()
 	long := "5;" + strings.Repeat("x", maxChunkLine) + "\r\nhello\r\n0\r\n\r\n"
 	if _, _, v := scan([]byte(long), nil); v != "bad" {
 		t.Errorf("a chunk line over %d bytes: %q, want refused", maxChunkLine, v)
@@ -348,6 +350,7 @@ func FuzzChunkedScanner(f *testing.F) {
 // upstreamBody never takes a body that the upstream broke off for a whole
 // one, whatever the framing and wherever the cut, by a close or a reset.
 func TestUpstreamBodyReportsEveryCut(t *testing.T) {
+	t.Parallel()
 	bodies := []struct {
 		framing bodyFraming
 		length  int64

@@ -11,6 +11,7 @@ import (
 )
 
 func TestClientAddrBelievesOnlyTrustedProxies(t *testing.T) {
+	t.Parallel()
 	trusted := []netip.Prefix{
 		netip.MustParsePrefix("10.0.0.0/8"),
 		netip.MustParsePrefix("127.0.0.0/8"),

@@ -1129,6 +1129,7 @@ func fuzzServeSeeds() []string {
 // TestFuzzServeCheckersCatchWhatTheyAreFor shows that FuzzServe's checks
 // can fail: each is given what a broken warden would send.
 func TestFuzzServeCheckersCatchWhatTheyAreFor(t *testing.T) {
+	t.Parallel()
 	good := "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: " + fuzzClientIP + "\r\nX-Forwarded-Host: a\r\nX-Forwarded-Proto: http\r\n"
 	if _, p := forwardedHeadProblem(good + "\r\n"); p != "" {
 		t.Fatalf("a good head refused: %s", p)

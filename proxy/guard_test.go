@@ -8,6 +8,7 @@ import (
 )
 
 func TestStreamFieldOfFasthttpIsFound(t *testing.T) {
+	t.Parallel()
 	if !streamField.ok {
 		t.Fatal("the reader of fasthttp's chunked request body stream was not found: chunked request bodies would all be refused; see guard.go")
 	}
@@ -17,6 +18,7 @@ func TestStreamFieldOfFasthttpIsFound(t *testing.T) {
 // then fails; after a body that ends well it passes the next request's
 // bytes through unread.
 func TestGuardedConnStopsAtTheFirstBadByte(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, in, want string
 		fails          bool

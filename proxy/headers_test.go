@@ -13,6 +13,7 @@ import (
 )
 
 func TestClassifyIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
 	tests := map[string]headerKind{
 		"Connection": kindConnection, "connection": kindConnection,
 		"Keep-Alive": kindHop, "KEEP-ALIVE": kindHop, "Te": kindHop, "TE": kindHop,
@@ -32,6 +33,7 @@ func TestClassifyIsCaseInsensitive(t *testing.T) {
 }
 
 func TestConnectionTokensSplitAtCommas(t *testing.T) {
+	t.Parallel()
 	var ct connectionTokens
 	ct.add([]byte("keep-alive, X-Foo ,\tx-bar,,"))
 	ct.add([]byte("Upgrade"))
@@ -48,6 +50,7 @@ func TestConnectionTokensSplitAtCommas(t *testing.T) {
 }
 
 func TestRequestTargetKeepsOriginFormAndRewritesAbsoluteForm(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		raw, target, authority string
 		ok                     bool
@@ -90,6 +93,7 @@ func buildHeadFor(tb testing.TB, raw string) (*fasthttp.Request, string, bool) {
 }
 
 func TestBuildHead(t *testing.T) {
+	t.Parallel()
 	_, head, ok := buildHeadFor(t, "GET /x?y HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nConnection: X-A, close\r\n"+
 		"Authorization: Basic eDp5\r\nX-Forwarded-For: 10.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
 	want := "GET /x?y HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.1\r\nX-Forwarded-Host: h\r\n" +
@@ -209,6 +213,7 @@ func FuzzBuildHead(f *testing.F) {
 }
 
 func TestAppendMillis(t *testing.T) {
+	t.Parallel()
 	for d, want := range map[time.Duration]string{
 		0: "0.000", 84 * time.Microsecond: "0.084", 412337 * time.Microsecond: "412.337",
 		time.Second: "1000.000", 1500 * time.Nanosecond: "0.001",

@@ -71,6 +71,7 @@ func parseExposition(t *testing.T, text string) map[string]float64 {
 }
 
 func TestMetricsTextFormat(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics(`v1 "quoted" \ back`)
 	m.SetConfig("protected", true, time.UnixMilli(1_800_000_000_500))
 	m.code(200).Inc()
@@ -139,6 +140,7 @@ func TestMetricsRecordingAllocatesNothing(t *testing.T) {
 // The reference parser, Prometheus's own (test-only: it never enters the
 // binary), reads every metric warden writes, with the types warden says.
 func TestMetricsParseWithThePrometheusReferenceParser(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics(`v1 "quoted" \ back`)
 	m.SetConfig("protected", true, time.UnixMilli(1_800_000_000_500))
 	m.code(200).Inc()

@@ -66,15 +66,3 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// BenchmarkIdleConnectionCheck is what checking a pooled connection before
-// reuse costs each proxied request: one non-blocking recvfrom.
-func BenchmarkIdleConnectionCheck(b *testing.B) {
-	c, _ := socketPair(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		if !c.alive() {
-			b.Fatal("dead")
-		}
-	}
-}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh: make sure the tools the end-to-end tests call are present: curl,
 # and Debian's Python with uvicorn, FastAPI, requests and websockets (the real
-# model servers and clients of e2e/python_test.go and websocket_test.go). Installs them with apt-get when
+# model servers and clients of e2e/interop_test.go and websocket_test.go). Installs them with apt-get when
 # run as root on Debian; otherwise says what is missing, and those tests skip.
 set -euo pipefail
 

@@ -86,6 +86,7 @@ func checkCounters(tb testing.TB, tbl *Table) {
 }
 
 func TestFailStartsABlockExactlyAtTheLimit(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		limit int
@@ -127,6 +128,7 @@ func btoi(b bool) int {
 }
 
 func TestBlockedRetryAfterIsTheTimeLeftInTheWindow(t *testing.T) {
+	t.Parallel()
 	tbl := New(Config{Limit: 3, Window: time.Minute})
 	key := addr(1)
 	// The window starts at the first failure, not at the one that blocks.
@@ -158,6 +160,7 @@ func TestBlockedRetryAfterIsTheTimeLeftInTheWindow(t *testing.T) {
 }
 
 func TestANewWindowStartsFreshAfterTheOldOnePasses(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		limit   int
@@ -189,6 +192,7 @@ func TestANewWindowStartsFreshAfterTheOldOnePasses(t *testing.T) {
 }
 
 func TestANewWindowNeedsTheFullLimitToBlockAgain(t *testing.T) {
+	t.Parallel()
 	tbl := New(Config{Limit: 3, Window: time.Minute})
 	key := addr(7)
 	failN(t, tbl, key, t0, 3)
@@ -206,6 +210,7 @@ func TestANewWindowNeedsTheFullLimitToBlockAgain(t *testing.T) {
 }
 
 func TestZeroLimitDisablesThrottling(t *testing.T) {
+	t.Parallel()
 	for _, limit := range []int{0, -1} {
 		tbl := New(Config{Limit: limit, Window: 0, Size: 8})
 		key := addr(1)
@@ -230,6 +235,7 @@ func TestZeroLimitDisablesThrottling(t *testing.T) {
 }
 
 func TestNewPanicsOnANonPositiveWindow(t *testing.T) {
+	t.Parallel()
 	defer func() {
 		if recover() == nil {
 			t.Fatal("New with Window 0 did not panic")
@@ -239,6 +245,7 @@ func TestNewPanicsOnANonPositiveWindow(t *testing.T) {
 }
 
 func TestIPv4MappedAddressesAreTheSameClient(t *testing.T) {
+	t.Parallel()
 	v4 := netip.MustParseAddr("192.0.2.10")
 	mapped := netip.MustParseAddr("::ffff:192.0.2.10")
 	tests := []struct {
@@ -271,6 +278,7 @@ func TestIPv4MappedAddressesAreTheSameClient(t *testing.T) {
 }
 
 func TestKeysAreIndependent(t *testing.T) {
+	t.Parallel()
 	tbl := New(Config{Limit: 3, Window: time.Minute})
 	a, b := addr(1), netip.MustParseAddr("2001:db8::1")
 	failN(t, tbl, a, t0, 3)
@@ -289,6 +297,7 @@ func TestKeysAreIndependent(t *testing.T) {
 }
 
 func TestMemoryStaysFixedHoweverManyClientsFail(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		size     int
@@ -319,6 +328,7 @@ func TestMemoryStaysFixedHoweverManyClientsFail(t *testing.T) {
 }
 
 func TestEvictionKeepsBlockedClientsThroughChurn(t *testing.T) {
+	t.Parallel()
 	tbl := New(Config{Limit: 2, Window: time.Minute, Size: 16})
 	keys := keysInBucket(tbl, 0, ways-1+1000)
 	blockedKeys, churn := keys[:ways-1], keys[ways-1:]
@@ -345,6 +355,7 @@ func TestEvictionKeepsBlockedClientsThroughChurn(t *testing.T) {
 }
 
 func TestEvictionOrder(t *testing.T) {
+	t.Parallel()
 	const limit = 3
 	// Each case fills one bucket, then a fresh client fails; want is the
 	// index of the way that must be evicted.
@@ -435,6 +446,7 @@ func TestEvictionOrder(t *testing.T) {
 }
 
 func TestAnEvictedClientIsForgottenWholly(t *testing.T) {
+	t.Parallel()
 	tbl := New(Config{Limit: 3, Window: time.Minute, Size: 8})
 	keys := keysInBucket(tbl, 0, ways+1)
 	owes := keys[0]
@@ -460,6 +472,7 @@ func TestAnEvictedClientIsForgottenWholly(t *testing.T) {
 }
 
 func TestBlockedForAGoodClientSkipsTheLockOfABucketWithNoBlock(t *testing.T) {
+	t.Parallel()
 	tbl := New(Config{Limit: 1, Window: time.Minute, Size: 64})
 	bad := addr(1)
 	tbl.Fail(bad, t0)
@@ -486,6 +499,7 @@ func TestBlockedForAGoodClientSkipsTheLockOfABucketWithNoBlock(t *testing.T) {
 }
 
 func TestSweepReportsEachEndedBlockOnce(t *testing.T) {
+	t.Parallel()
 	const n = 50
 	tbl := New(Config{Limit: 2, Window: time.Minute, Size: 1024})
 	for i := range n {
@@ -530,6 +544,7 @@ func TestSweepReportsEachEndedBlockOnce(t *testing.T) {
 }
 
 func TestBlockEndsAreReportedEvenWhenAFailureComesFirst(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		newFailures  int
@@ -593,6 +608,7 @@ func equal(a, b []int) bool {
 }
 
 func TestConcurrentFailuresAreCountedExactly(t *testing.T) {
+	t.Parallel()
 	const (
 		goroutines = 8
 		perG       = 2000
@@ -693,21 +709,6 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	}
 }
 
-func BenchmarkBlockedNoneBlocked(b *testing.B) {
-	tbl := New(Config{Limit: 20, Window: time.Minute})
-	benchBlocked(b, tbl)
-}
-
-func BenchmarkBlockedSomeBlocked(b *testing.B) {
-	tbl := New(Config{Limit: 20, Window: time.Minute})
-	// A thousand blocked clients; the benchmark asks about 4096 clients, a
-	// quarter of them blocked.
-	for i := 0; i < 4096; i += 4 {
-		failN(b, tbl, addr(i), t0, 20)
-	}
-	benchBlocked(b, tbl)
-}
-
 func benchBlocked(b *testing.B, tbl *Table) {
 	keys := make([]netip.Addr, 4096)
 	for i := range keys {
@@ -729,36 +730,6 @@ func benchBlocked(b *testing.B, tbl *Table) {
 			i := int(seq.Add(1)) * 997
 			for pb.Next() {
 				tbl.Blocked(keys[i&4095], now)
-				i++
-			}
-		})
-	})
-}
-
-func BenchmarkFail(b *testing.B) {
-	// Twice as many clients as entries, so half the failures evict.
-	const clients = 2 * defaultSize
-	keys := make([]netip.Addr, clients)
-	for i := range keys {
-		keys[i] = addr(i)
-	}
-	b.Run("sequential", func(b *testing.B) {
-		tbl := New(Config{Limit: 20, Window: time.Minute})
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			tbl.Fail(keys[i&(clients-1)], t0.Add(time.Duration(i)*time.Microsecond))
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		tbl := New(Config{Limit: 20, Window: time.Minute})
-		b.ReportAllocs()
-		var seq atomic.Int64
-		b.RunParallel(func(pb *testing.PB) {
-			i := int(seq.Add(1)) * 7919
-			for pb.Next() {
-				tbl.Fail(keys[i&(clients-1)], t0.Add(time.Duration(i)*time.Microsecond))
 				i++
 			}
 		})

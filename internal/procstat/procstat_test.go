@@ -7,6 +7,7 @@ import (
 )
 
 func TestParseCountsFieldsFromTheLastParenthesis(t *testing.T) {
+	t.Parallel()
 	line := "4242 (a (tricky) name) S 17 4242 4242 0 -1 4194560 300 0 0 0 12 34 0 0 20 0 9 0 123456 7340032 1536 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
 	s, err := Parse(line)
 	if err != nil {
@@ -24,6 +25,7 @@ func TestParseCountsFieldsFromTheLastParenthesis(t *testing.T) {
 }
 
 func TestReadSelf(t *testing.T) {
+	t.Parallel()
 	s, err := Read("self")
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
 package e2e
 
-// Warden in front of a real Python model server (uvicorn + FastAPI, from
-// Debian's python3-uvicorn and python3-fastapi), called by real clients:
-// curl and Python requests. testdata/model_server.py is the server and
+// Interoperability: warden in front of a real Python model server (uvicorn
+// + FastAPI, from Debian's python3-uvicorn and python3-fastapi), called by
+// real clients: curl and Python requests. testdata/model_server.py is the server and
 // testdata/client.py the requests client.
 //
 // The Python packages are importable by /usr/bin/python3 only (the python3
