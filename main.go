@@ -58,16 +58,10 @@ func notDumpable() error {
 	return nil
 }
 
-// minProcs is the fewest Ps warden runs with. With one or two, every P is
-// busy whenever warden is, so the runtime's sysmon keeps retaking Ps from
-// goroutines in short socket syscalls and never backs off (tens of thousands
-// of wake-ups and context switches a second). With an idle P to spare it
-// leaves them alone: measured on one pinned CPU, 4 Ps cost 20% less CPU per
-// proxied request and served 22% more requests than 1 (README, Performance).
-// The extra Ps add threads, not work: warden allocates nothing per request,
-// so there is no garbage collection to spread over them. The exception is a
-// CPU shared with an upstream in another cgroup, where 1 P is cheaper; the
-// README says when to set GOMAXPROCS=1.
+// minProcs is the fewest Ps warden runs with: with one or two, the runtime's
+// sysmon keeps retaking Ps from goroutines in short socket system calls,
+// and an idle P to spare stops that (README, Performance, with the figures
+// and the case where GOMAXPROCS=1 is better).
 const minProcs = 4
 
 // raiseGOMAXPROCS applies minProcs unless the operator set GOMAXPROCS.

@@ -16,10 +16,9 @@ import (
 // (version 0.0.4). They are plain atomics written out at scrape time: the
 // request path pays a few atomic adds and allocates nothing.
 //
-// warden does not use the Prometheus client library: with its dependencies
-// (protobuf among them) it made up a third of the binary, and since the
-// binary's pages are most of warden's resident memory, about 3 MB of RSS in
-// every pod, for a handful of counters (README, Performance).
+// warden does not use the Prometheus client library, which with protobuf
+// made up a third of the binary and of its memory (README, Performance);
+// TestBinaryDependsOnNoPrometheusLibraryOrProtobuf keeps it out.
 type Metrics struct {
 	version string
 	start   time.Time

@@ -203,12 +203,9 @@ func (u *upstream) popIdle(now time.Time) *conn {
 }
 
 // checkAfterIdle is how long a connection must have been idle before alive
-// is asked about it. The check is a system call (1.8 µs on a 2-vCPU VM,
-// BenchmarkIdleConnectionCheck), and under load connections are
-// reused within microseconds of their last response. A model server cannot
-// restart that fast, so a connection idle for less than this is trusted; one
-// that the upstream closed right after answering, without saying so, is the
-// retry's business, as before.
+// is asked about it. The check is a system call (README, Performance), and
+// under load connections are reused within microseconds; no model server
+// restarts that fast, so a connection idle for less is trusted.
 const checkAfterIdle = time.Millisecond
 
 // sweep closes the idle connections that the upstream has closed, and keeps
