@@ -68,13 +68,14 @@ func main() {
 	spyOn := flag.Int("spy", -1, "try to read process PID's secret (0: the parent's) and write a report to -spy-out, then serve (or exit with -spy-only)")
 	spyOut := flag.String("spy-out", "", "where -spy writes its report")
 	spyOnly := flag.Bool("spy-only", false, "exit after -spy")
+	spyPtrace := flag.Bool("spy-ptrace", true, "let -spy try PTRACE_ATTACH too")
 	flag.Parse()
 	if *spyOn >= 0 {
 		pid := *spyOn
 		if pid == 0 {
 			pid = os.Getppid()
 		}
-		if err := spy(pid, *spyOut); err != nil {
+		if err := spy(pid, *spyOut, *spyPtrace); err != nil {
 			log.Fatal(err)
 		}
 		if *spyOnly {
