@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"errors"
 	"io"
 )
@@ -31,15 +30,15 @@ var errBodyCut = errors.New("the upstream closed the connection before the end o
 // when it has nothing to return yet, so that whatever the upstream sent goes
 // on to the client at once.
 type upstreamBody struct {
-	br      *bufio.Reader
+	c       *conn
 	framing bodyFraming
 	left    int64 // bodyFixed: bytes still to come
 	chunks  chunkedScanner
 	err     error // sticky: io.EOF at the end, or why the body failed
 }
 
-func (b *upstreamBody) reset(br *bufio.Reader, framing bodyFraming, length int64) {
-	*b = upstreamBody{br: br, framing: framing, left: length}
+func (b *upstreamBody) reset(c *conn, framing bodyFraming, length int64) {
+	*b = upstreamBody{c: c, framing: framing, left: length}
 	if framing == bodyNone || framing == bodyFixed && length == 0 {
 		b.err = io.EOF
 	}
@@ -51,7 +50,7 @@ func (b *upstreamBody) whole() bool { return errors.Is(b.err, io.EOF) }
 // buffered reports whether the rest of the body, to its end, is already in
 // the connection's buffer (known only for sized bodies).
 func (b *upstreamBody) buffered() bool {
-	return b.framing == bodyFixed && b.left <= int64(b.br.Buffered())
+	return b.framing == bodyFixed && b.left <= int64(b.c.buffered())
 }
 
 // Read reads body bytes into p. It returns data with a nil error; the end
@@ -88,29 +87,28 @@ func (b *upstreamBody) Read(p []byte) (int, error) {
 // how many it used. At the end it returns io.EOF; a cut body is an error.
 func (b *upstreamBody) next() ([]byte, error) {
 	for b.err == nil {
-		if !b.more() {
-			if _, err := b.br.Peek(1); err != nil {
-				b.interrupt(err)
-				break
-			}
+		if err := b.c.await(); err != nil {
+			b.interrupt(err)
+			break
 		}
-		avail := int64(b.br.Buffered())
+		br := b.c.br
+		avail := int64(br.Buffered())
 		switch b.framing {
 		case bodyFixed:
-			span, _ := b.br.Peek(int(min(avail, b.left)))
+			span, _ := br.Peek(int(min(avail, b.left)))
 			return span, nil
 		case bodyUntilClose:
-			span, _ := b.br.Peek(int(avail))
+			span, _ := br.Peek(int(avail))
 			return span, nil
 		case bodyChunked:
 			s := &b.chunks
 			if s.inData() {
-				span, _ := b.br.Peek(int(min(avail, s.remaining)))
+				span, _ := br.Peek(int(min(avail, s.remaining)))
 				return span, nil
 			}
-			buf, _ := b.br.Peek(int(avail))
+			buf, _ := br.Peek(int(avail))
 			k, err := s.framing(buf)
-			_, _ = b.br.Discard(k)
+			_, _ = br.Discard(k)
 			switch {
 			case err != nil:
 				b.err = err
@@ -124,7 +122,7 @@ func (b *upstreamBody) next() ([]byte, error) {
 
 // consume marks n bytes that next returned as used.
 func (b *upstreamBody) consume(n int) {
-	_, _ = b.br.Discard(n)
+	_, _ = b.c.br.Discard(n)
 	switch b.framing {
 	case bodyFixed:
 		b.left -= int64(n)
@@ -137,7 +135,7 @@ func (b *upstreamBody) consume(n int) {
 }
 
 // more reports whether reading on would not wait for the upstream.
-func (b *upstreamBody) more() bool { return b.br.Buffered() > 0 }
+func (b *upstreamBody) more() bool { return b.c.buffered() > 0 }
 
 // waits reports whether the next Read would wait for the upstream: the body
 // has not ended and nothing of it is buffered.
@@ -146,7 +144,7 @@ func (b *upstreamBody) waits() bool { return b.err == nil && !b.more() }
 func (b *upstreamBody) readFixed(p []byte) (n int, err error) {
 	for n < len(p) && b.left > 0 && (n == 0 || b.more()) {
 		var m int
-		m, err = b.br.Read(p[n:min(int64(len(p)), int64(n)+b.left)])
+		m, err = b.c.reader().Read(p[n:min(int64(len(p)), int64(n)+b.left)])
 		n += m
 		b.left -= int64(m)
 		if err != nil {
@@ -165,7 +163,7 @@ func (b *upstreamBody) readFixed(p []byte) (n int, err error) {
 func (b *upstreamBody) readUntilClose(p []byte) (n int, err error) {
 	for n < len(p) && (n == 0 || b.more()) {
 		var m int
-		m, err = b.br.Read(p[n:])
+		m, err = b.c.reader().Read(p[n:])
 		n += m
 		if err != nil {
 			break
@@ -182,7 +180,7 @@ func (b *upstreamBody) readChunked(p []byte) (n int, err error) {
 				return n, nil
 			}
 			var m int
-			m, err = b.br.Read(p[n:min(int64(len(p)), int64(n)+s.remaining)])
+			m, err = b.c.reader().Read(p[n:min(int64(len(p)), int64(n)+s.remaining)])
 			n += m
 			s.consumeData(m)
 			if err != nil {
@@ -194,13 +192,14 @@ func (b *upstreamBody) readChunked(p []byte) (n int, err error) {
 			if n > 0 {
 				return n, nil
 			}
-			if _, err = b.br.Peek(1); err != nil {
+			if err = b.c.await(); err != nil {
 				return n, cutIfEOF(err)
 			}
 		}
-		buf, _ := b.br.Peek(b.br.Buffered())
+		br := b.c.br
+		buf, _ := br.Peek(br.Buffered())
 		k, ferr := s.framing(buf)
-		_, _ = b.br.Discard(k)
+		_, _ = br.Discard(k)
 		if ferr != nil {
 			return n, ferr
 		}

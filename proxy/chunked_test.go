@@ -367,7 +367,7 @@ func TestUpstreamBodyReportsEveryCut(t *testing.T) {
 				name := fmt.Sprintf("framing %d, cut after %d of %d bytes by %v", b.framing, cut, len(b.wire), end)
 				r := bufio.NewReaderSize(&endingReader{data: []byte(b.wire[:cut]), end: end}, 16)
 				var body upstreamBody
-				body.reset(r, b.framing, b.length)
+				body.reset(&conn{br: r}, b.framing, b.length)
 				got, err := io.ReadAll(readerOnly{&body})
 				whole, want := cut == len(b.wire), b.data
 				if b.framing == bodyUntilClose {

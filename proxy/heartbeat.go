@@ -27,7 +27,7 @@ var heartbeatComment = []byte(": keep-alive\n\n")
 func (x *exchange) silentFor(d time.Duration) bool {
 	c := x.conn
 	_ = c.setReadDeadline(time.Now().Add(d))
-	_, err := c.br.Peek(1)
+	err := c.await()
 	_ = c.setReadDeadline(time.Time{})
 	if err == nil {
 		return false

@@ -25,9 +25,16 @@ func benchRig(b testing.TB, failureLimit int) (*fasthttp.HostClient, func()) {
 	}
 	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok\n") }}
 	go up.Serve(upLn)
+	c, stop := benchRigTo(b, upLn.Addr().String(), failureLimit)
+	return c, func() { stop(); up.Shutdown() }
+}
+
+// benchRigTo is benchRig's warden and client, in front of upstream.
+func benchRigTo(b testing.TB, upstream string, failureLimit int) (*fasthttp.HostClient, func()) {
+	b.Helper()
 	checker, _ := auth.New(testUser, testPassword)
 	p, err := New(Config{
-		Upstream: upLn.Addr().String(), Auth: checker, Realm: "w", UpstreamTimeout: 5 * time.Second,
+		Upstream: upstream, Auth: checker, Realm: "w", UpstreamTimeout: 5 * time.Second,
 		UpstreamIdleTimeout: time.Second, UpstreamMaxConns: 1024, MaxHeaderBytes: 32 << 10,
 		ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, Log: zerolog.Nop(), Metrics: NewMetrics("bench"),
 		AuthFailureLimit: failureLimit, AuthFailureWindow: time.Minute, ServerTiming: true,
@@ -42,7 +49,7 @@ func benchRig(b testing.TB, failureLimit int) (*fasthttp.HostClient, func()) {
 	srv := p.server()
 	go srv.Serve(ln)
 	c := &fasthttp.HostClient{Addr: ln.Addr().String(), MaxConns: 1024}
-	return c, func() { srv.Shutdown(); up.Shutdown(); p.Close() }
+	return c, func() { srv.Shutdown(); p.Close() }
 }
 
 func benchmarkProxy(b *testing.B, authz string, wantStatus, failureLimit int) {

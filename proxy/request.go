@@ -253,7 +253,8 @@ func (x *exchange) retryable() bool {
 
 // send writes the request head and streams the body, if any.
 func (x *exchange) send(c *conn) error {
-	if _, err := c.bw.Write(x.head); err != nil {
+	bw := c.writer()
+	if _, err := bw.Write(x.head); err != nil {
 		return err
 	}
 	h := &x.ctx.Request.Header
@@ -265,15 +266,19 @@ func (x *exchange) send(c *conn) error {
 		x.bodyStarted = true
 		var err error
 		if cl > 0 {
-			err = x.copyFixed(c.bw, body, int64(cl))
+			err = x.copyFixed(bw, body, int64(cl))
 		} else {
-			err = x.copyChunked(c.bw, body)
+			err = x.copyChunked(bw, body)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return c.bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	c.dropWriter()
+	return nil
 }
 
 // copyFixed copies exactly n bytes of the client's body, each piece on to
@@ -361,7 +366,11 @@ func (x *exchange) readHead(c *conn, deadline time.Time) error {
 	}
 	h := &x.resp
 	for interim := 0; ; interim++ {
-		if err := h.Read(c.br); err != nil {
+		err := c.await()
+		if err == nil {
+			err = h.Read(c.br)
+		}
+		if err != nil {
 			if interim == 0 && errors.Is(err, io.EOF) {
 				return errNoResponse
 			}
@@ -385,7 +394,7 @@ func (x *exchange) readHead(c *conn, deadline time.Time) error {
 		return errors.New("upstream switched protocols without an Upgrade request")
 	}
 	cl := h.ContentLength()
-	x.body.reset(c.br, responseFraming(x.ctx.IsHead(), code, cl), int64(max(cl, 0)))
+	x.body.reset(c, responseFraming(x.ctx.IsHead(), code, cl), int64(max(cl, 0)))
 	if x.readsOn() {
 		// The body (or a websocket) will read from the socket for as long
 		// as it runs: no deadline. A body already in the buffer needs none

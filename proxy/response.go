@@ -153,7 +153,7 @@ func abort(c net.Conn) {
 // close it or delimited the body by closing it, nor if it sent bytes beyond
 // the response, which would be mistaken for the start of the next one.
 func (x *exchange) reusable() bool {
-	return !x.resp.ConnectionClose() && x.body.framing != bodyUntilClose && x.conn.br.Buffered() == 0
+	return !x.resp.ConnectionClose() && x.body.framing != bodyUntilClose && x.conn.buffered() == 0
 }
 
 // addServerTiming adds "Server-Timing: warden;dur=…, upstream;dur=…" in

@@ -217,7 +217,7 @@ func (x *exchange) pump(client net.Conn, upstream *conn) (sent int64) {
 	}()
 	buf := x.buffer()
 	for {
-		n, err := upstream.br.Read(buf)
+		n, err := upstream.reader().Read(buf)
 		if n > 0 {
 			if _, werr := client.Write(buf[:n]); werr != nil {
 				break

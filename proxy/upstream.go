@@ -25,8 +25,7 @@ type upstream struct {
 	addr        string
 	dialTimeout time.Duration
 	idleTimeout time.Duration
-	readBuf     int
-	writeBuf    int
+	pools       *bufferPools
 	dialFunc    func(addr string, deadline time.Time) (net.Conn, error)
 
 	// slots holds one token per connection in use; its capacity is the
@@ -41,11 +40,16 @@ type upstream struct {
 	done chan struct{}
 }
 
-// conn is one connection to the upstream with its buffers.
+// conn is one connection to the upstream. It holds buffers only while it
+// uses them (buffers.go).
 type conn struct {
 	net.Conn
-	br        *bufio.Reader
-	bw        *bufio.Writer
+	br        *bufio.Reader // nil while nothing is buffered: reader, dropReader
+	bw        *bufio.Writer // nil between requests: writer, dropWriter
+	pools     *bufferPools
+	src       socketSource
+	fill      func(fd uintptr) bool // fillSocket, built once per connection
+	fillErr   error
 	idleSince time.Time
 	// reused is true once the connection has carried a response: a failure
 	// on it may then mean the upstream closed it while idle.
@@ -124,8 +128,7 @@ func newUpstream(c upstreamConfig) *upstream {
 		addr:        c.addr,
 		dialTimeout: c.dialTimeout,
 		idleTimeout: c.idleTimeout,
-		readBuf:     c.readBuf,
-		writeBuf:    c.writeBuf,
+		pools:       newBufferPools(c.readBuf, c.writeBuf),
 		dialFunc:    c.dial,
 		slots:       make(chan struct{}, c.maxConns),
 		idle:        make([]*conn, 0, min(c.maxConns, 1024)),
@@ -261,15 +264,13 @@ func (u *upstream) dial(deadline time.Time) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{
-		Conn: nc,
-		br:   bufio.NewReaderSize(nc, u.readBuf),
-		bw:   bufio.NewWriterSize(nc, u.writeBuf),
-	}
+	c := &conn{Conn: nc, pools: u.pools}
+	c.src = socketSource{c: c, fd: -1}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
 			c.peek = c.peekSocket
+			c.fill = c.fillSocket
 		}
 	}
 	return c, nil
@@ -279,6 +280,9 @@ func (u *upstream) dial(deadline time.Time) (*conn, error) {
 // pool; otherwise it is closed.
 func (u *upstream) release(c *conn, reuse bool, now time.Time) {
 	if reuse {
+		// Reused only when nothing is left to read: the buffers go back.
+		c.dropReader()
+		c.dropWriter()
 		c.reused = true
 		c.idleSince = now
 		u.mu.Lock()

@@ -53,9 +53,15 @@ if command -v taskset >/dev/null && (($(nproc) >= 2)); then
 fi
 
 log "Go benchmarks"
-go test -run '^$' -bench . -benchmem -count 1 ./auth ./proxy ./throttle | tee "$OUT/go-bench.txt" >&2
+go test -run '^$' -bench . -skip 'Memory$' -benchmem -count 1 ./auth ./proxy ./throttle | tee "$OUT/go-bench.txt" >&2
 grep -E '^Benchmark' "$OUT/go-bench.txt" | awk '$NF == "allocs/op" && $(NF-1) != 0 { bad = 1; print "allocates: " $0 } END { exit bad }' >&2 ||
   die "a benchmark allocates"
+# The memory held per idle connection and per stream (Go heap and stacks),
+# each benchmark in a process of its own so that neither sees the other's.
+log "Go memory benchmarks"
+for b in IdleConnectionMemory StreamMemory; do
+  go test -run '^$' -bench "^Benchmark$b\$" -benchtime 1x -count 3 ./proxy
+done | grep -E '^Benchmark' | tee "$OUT/go-memory.txt" >&2
 
 log "building"
 go build -trimpath -ldflags "-s -w" -o "$WORK/warden" .
