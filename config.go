@@ -66,6 +66,8 @@ type config struct {
 	ReadHeaderTimeout time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s"`
 	// IdleTimeout closes client keep-alive connections idle this long.
 	IdleTimeout time.Duration `env:"IDLE_TIMEOUT" envDefault:"90s"`
+	// MaxConns limits the client connections served at once (503 past it).
+	MaxConns int `env:"MAX_CONNS" envDefault:"4096"`
 	// MaxHeaderBytes limits request line plus headers (431 past it).
 	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" envDefault:"32768"`
 	// MaxBodyBytes limits request bodies (413 past it); 0 means no limit.
@@ -231,6 +233,9 @@ func (c *config) validate(environ map[string]string) []error {
 	}
 	if c.UpstreamMaxConns < 1 {
 		bad("WARDEN_UPSTREAM_MAX_CONNS", "must be at least 1, got %d", c.UpstreamMaxConns)
+	}
+	if c.MaxConns < 1 {
+		bad("WARDEN_MAX_CONNS", "must be at least 1, got %d", c.MaxConns)
 	}
 	if c.MaxHeaderBytes < 4096 || c.MaxHeaderBytes > 1<<20 {
 		bad("WARDEN_MAX_HEADER_BYTES", "must be between 4096 and 1048576, got %d", c.MaxHeaderBytes)
@@ -419,6 +424,7 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 		UpstreamMaxConns:    c.UpstreamMaxConns,
 		MaxBodyBytes:        c.MaxBodyBytes,
 		MaxHeaderBytes:      c.MaxHeaderBytes,
+		MaxConns:            c.MaxConns,
 		ReadHeaderTimeout:   c.ReadHeaderTimeout,
 		IdleTimeout:         c.IdleTimeout,
 		AccessLog:           c.AccessLog,

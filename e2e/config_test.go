@@ -38,6 +38,8 @@ func TestBadConfigurationExitsNamingTheVariable(t *testing.T) {
 		{"bad number", map[string]string{"WARDEN_MAX_BODY_BYTES": "lots"}, []string{"WARDEN_MAX_BODY_BYTES"}},
 		{"colon in user", map[string]string{"WARDEN_USERNAME": "a:b", "WARDEN_PASSWORD": "x"}, []string{"WARDEN_USERNAME"}},
 		{"header limit too small", map[string]string{"WARDEN_MAX_HEADER_BYTES": "10"}, []string{"WARDEN_MAX_HEADER_BYTES"}},
+		{"connection limit zero", map[string]string{"WARDEN_MAX_CONNS": "0"}, []string{"WARDEN_MAX_CONNS"}},
+		{"connection limit not a number", map[string]string{"WARDEN_MAX_CONNS": "many"}, []string{"WARDEN_MAX_CONNS"}},
 		{"several at once", map[string]string{
 			"WARDEN_UPSTREAM_TIMEOUT": "x", "WARDEN_MODE": "open", "WARDEN_LOG_FORMAT": "xml", "WARDEN_IDLE_TIMEOUT": "0s",
 		}, []string{"WARDEN_UPSTREAM_TIMEOUT", "WARDEN_MODE", "WARDEN_LOG_FORMAT", "WARDEN_IDLE_TIMEOUT"}},

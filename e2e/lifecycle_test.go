@@ -167,10 +167,10 @@ func TestAdminEndpoints(t *testing.T) {
 	})
 }
 
-// fasthttp skips a hijack handler when flushing an earlier pipelined
-// response fails. A client that pipelines a request and then a websocket
-// upgrade (or an HTTP/1.0 stream, also served on a hijacked connection),
-// and resets the connection at once, makes that happen. Whatever warden set
+// fasthttp skips a hijack handler when flushing the response before the
+// hijack fails. A client that sends a websocket upgrade (or an HTTP/1.0
+// stream, also served on a hijacked connection), alone or pipelined after
+// another request, and resets the connection at once, makes that happen. Whatever warden set
 // aside for the tunnel or the stream must come back: the one upstream
 // connection allowed is free again, no tunnel and no request is left open,
 // and SIGTERM still exits within the drain delay and the shutdown timeout.
@@ -201,13 +201,20 @@ func TestHijacksFasthttpSkipsLeakNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _ = c.Write([]byte(first + second))
+			sent := second
+			if i%2 == 1 {
+				sent = first + second
+			}
+			_, _ = c.Write([]byte(sent))
 			_ = c.(*net.TCPConn).SetLinger(0)
 			c.Close()
-			// Both requests reach the upstream; then nothing may stay open.
-			waitFor(t, 3*time.Second, name+": both requests to reach the upstream", func() bool {
-				return up.stats(t).Requests >= before+2
+			// The first request reaches the upstream (a pipelined second one
+			// only if the first's response went out before the reset); then
+			// nothing may stay open.
+			waitFor(t, 3*time.Second, name+": the request to reach the upstream", func() bool {
+				return up.stats(t).Requests >= before+1
 			})
+			time.Sleep(50 * time.Millisecond)
 			deadline := time.Now().Add(3 * time.Second)
 			for !idle() {
 				if time.Now().After(deadline) {

@@ -55,7 +55,7 @@ func Failures() map[string]int {
 	m := map[string]int{}
 	for _, f := range []failure{
 		failUnauthorized, failBadRequest, failRequestTimeout, failHeaderTooLarge, failBodyTooLarge,
-		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy, failThrottled,
+		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy, failThrottled, failTooManyConns,
 	} {
 		m[f.code] = f.status
 	}

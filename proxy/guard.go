@@ -49,6 +49,9 @@ type guardedConn struct {
 	err    error // the framing error found, returned from then on
 
 	parked atomic.Pointer[exchange]
+
+	adm    *admission // counts the connection out on Close; nil: not counted
+	closed atomic.Bool
 }
 
 // park hands x to the connection until unpark: if the connection is closed
@@ -64,6 +67,9 @@ func (c *guardedConn) unpark(x *exchange) bool { return c.parked.CompareAndSwap(
 func (c *guardedConn) Close() error {
 	if x := c.parked.Swap(nil); x != nil {
 		x.abandon()
+	}
+	if c.adm != nil && c.closed.CompareAndSwap(false, true) {
+		c.adm.leave()
 	}
 	return c.Conn.Close()
 }
@@ -94,15 +100,27 @@ func guard(c net.Conn) net.Conn {
 	return g
 }
 
-// guardListener puts every accepted connection behind the guard.
-type guardListener struct{ net.Listener }
+// guardListener puts every accepted connection behind the guard, and
+// refuses those past the connection limit (admission.go).
+type guardListener struct {
+	net.Listener
+	adm *admission
+}
 
 func (l guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if !l.adm.admit() {
+			l.adm.refuse(c)
+			continue
+		}
+		g := guard(c)
+		g.(guarded).guard().adm = l.adm
+		return g, nil
 	}
-	return guard(c), nil
 }
 
 func (c *guardedConn) Read(p []byte) (int, error) {

@@ -30,6 +30,8 @@ type Metrics struct {
 	duration       *histogram
 	upstreamWait   *histogram
 	clientGone     counter
+	connsRefused   counter
+	connsOpen      func() int64 // nil until a proxy serves
 	throttled      counter
 	throttledNow   gauge
 	tunnelsOpen    gauge
@@ -145,6 +147,12 @@ func (m *Metrics) AppendText(b []byte) []byte {
 	w.histogram("warden_request_duration_seconds", "Time from the request's arrival to the last byte of the response, streams included.", m.duration)
 	w.histogram("warden_upstream_response_header_seconds", "Time from sending the request upstream to receiving the upstream's response headers.", m.upstreamWait)
 	w.single("warden_client_disconnects_total", "counter", "Responses cut short because the client went away; the upstream connection was closed to stop the work.", float64(m.clientGone.Load()))
+	var open int64
+	if m.connsOpen != nil {
+		open = m.connsOpen()
+	}
+	w.single("warden_client_connections_open", "gauge", "Client connections open on the proxy port now, idle keep-alive ones included (limit: WARDEN_MAX_CONNS).", float64(open))
+	w.single("warden_client_connections_refused_total", "counter", "Client connections refused with 503 because WARDEN_MAX_CONNS were open.", float64(m.connsRefused.Load()))
 	w.single("warden_auth_throttled_total", "counter", "Requests refused with 429 because their client failed to log in too often (WARDEN_AUTH_FAILURE_LIMIT).", float64(m.throttled.Load()))
 	w.single("warden_auth_throttled_clients", "gauge", "Clients throttled now.", float64(m.throttledNow.Load()))
 	w.single("warden_auth_previous_secret_total", "counter", "Requests accepted with the previous secret (WARDEN_PREVIOUS_PASSWORD) before its deadline; when it stays flat, clients have moved to the new one.", float64(m.previousSecret.Load()))

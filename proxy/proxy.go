@@ -68,6 +68,10 @@ type Config struct {
 	// IdleTimeout closes client keep-alive connections idle this long;
 	// default 90s.
 	IdleTimeout time.Duration
+	// MaxConns limits the client connections served at once, idle ones
+	// included; past it a new connection gets 503 with Retry-After.
+	// Default 4096.
+	MaxConns int
 	// AccessLog writes one info line per request.
 	AccessLog bool
 	// AuthFailureLimit failed logins from one client within
@@ -98,6 +102,7 @@ const (
 	DefaultMaxHeaderBytes      = 32 << 10
 	DefaultReadHeaderTimeout   = 10 * time.Second
 	DefaultIdleTimeout         = 90 * time.Second
+	DefaultMaxConns            = 4096
 	DefaultAuthFailureWindow   = time.Minute
 )
 
@@ -133,6 +138,7 @@ func (cfg *Config) complete() error {
 	}{
 		{"upstream max conns", &cfg.UpstreamMaxConns, DefaultUpstreamMaxConns},
 		{"max header bytes", &cfg.MaxHeaderBytes, DefaultMaxHeaderBytes},
+		{"max conns", &cfg.MaxConns, DefaultMaxConns},
 	} {
 		switch {
 		case *n.v < 0:
@@ -168,6 +174,7 @@ func (cfg *Config) complete() error {
 // when told to stop, Shutdown once the drain delay is over, Close last.
 type Proxy struct {
 	cfg       Config
+	adm       *admission
 	auth      Authenticator
 	challenge string
 	up        *upstream
@@ -220,6 +227,8 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 			dial:        dial,
 		}),
 	}
+	p.adm = newAdmission(cfg.MaxConns, cfg.Metrics)
+	cfg.Metrics.connsOpen = p.adm.open.Load
 	p.exchanges.New = func() any { return &exchange{p: p} }
 	if cfg.Auth != nil && cfg.AuthFailureLimit > 0 {
 		p.throttle = throttle.New(throttle.Config{Limit: cfg.AuthFailureLimit, Window: cfg.AuthFailureWindow})
@@ -306,10 +315,13 @@ func (p *Proxy) Close() {
 // put every client connection behind the request guard (guard.go).
 type Server struct {
 	*fasthttp.Server
+	adm *admission
 }
 
 // Serve serves the connections ln accepts until the server shuts down.
-func (s *Server) Serve(ln net.Listener) error { return s.Server.Serve(guardListener{ln}) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.Server.Serve(guardListener{ln, s.adm})
+}
 
 // ServeConn serves one connection.
 func (s *Server) ServeConn(c net.Conn) error { return s.Server.ServeConn(guard(c)) }
@@ -317,7 +329,7 @@ func (s *Server) ServeConn(c net.Conn) error { return s.Server.ServeConn(guard(c
 // server returns the server for the proxy port, configured for a streaming
 // reverse proxy (docs/fasthttp-notes.md lists each trap, with its thread).
 func (p *Proxy) server() *Server {
-	return &Server{&fasthttp.Server{
+	return &Server{adm: p.adm, Server: &fasthttp.Server{
 		Handler:      p.ServeHTTP,
 		ErrorHandler: p.serveError,
 		// Decide on "Expect: 100-continue" from the headers, before the
@@ -350,8 +362,13 @@ func (p *Proxy) server() *Server {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		SecureErrorLogMessage: true,
-		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{p.log},
+		// Give the write buffer back between requests, and a connection's
+		// request state while it waits idle where fasthttp can (README,
+		// Performance: memory). With streamed request bodies fasthttp
+		// keeps the read buffer for the connection's life.
+		ReduceMemoryUsage: true,
+		CloseOnShutdown:   true,
+		Logger:            fasthttpLogger{p.log},
 	}}
 }
 
