@@ -40,6 +40,9 @@ KEEP_TMP=${KEEP_TMP:-0}             # 1: keep the work dir (configs, logs, raw w
 IDLE_WAIT=${IDLE_WAIT:-0}           # s: wait up to this long for background CPU <= BG_LIMIT before starting
 BG_LIMIT=${BG_LIMIT:-5}             # %: background CPU above this marks a row as noisy
 WARDEN_BIN=${WARDEN_BIN:-}
+WARDEN_ENV=${WARDEN_ENV:-}          # extra VAR=value settings for warden, space-separated
+WARDEN_B_BIN=${WARDEN_B_BIN:-}      # target warden-b: another build (default WARDEN_BIN) ...
+WARDEN_B_ENV=${WARDEN_B_ENV:-}      # ... or other settings, side by side with warden
 BENCH_USER=paperspace
 BENCH_PASSWORD=${BENCH_PASSWORD:-peers-bench-Secret-42}
 WRONG_PASSWORD="${BENCH_PASSWORD}-wrong"
@@ -47,7 +50,7 @@ WRONG_PASSWORD="${BENCH_PASSWORD}-wrong"
 # Targets. The *-defaults variants are the peers with their out-of-the-box
 # streaming behaviour (see README); by default they only run the streaming
 # and large-body cases (STREAM_EXTRA), but they may be put in TARGETS too.
-ALL_TARGETS="direct nginx nginx-auto nginx-defaults haproxy haproxy-defaults caddy go-stdlib warden"
+ALL_TARGETS="direct nginx nginx-auto nginx-defaults haproxy haproxy-defaults caddy go-stdlib warden warden-b"
 if [[ -z ${TARGETS:-} ]]; then
   TARGETS="direct nginx nginx-auto haproxy caddy go-stdlib"
   [[ -n $WARDEN_BIN ]] && TARGETS+=" warden"
@@ -123,6 +126,9 @@ if uses warden; then
   [[ -n $WARDEN_BIN ]] || die "target warden needs WARDEN_BIN=path/to/built/warden"
   [[ -f $WARDEN_BIN && -x $WARDEN_BIN ]] || die "WARDEN_BIN='$WARDEN_BIN' is not an executable file"
   WARDEN_BIN="$(cd "$(dirname "$WARDEN_BIN")" && pwd)/$(basename "$WARDEN_BIN")"
+  WARDEN_B_BIN=${WARDEN_B_BIN:-$WARDEN_BIN}
+  [[ -f $WARDEN_B_BIN && -x $WARDEN_B_BIN ]] || die "WARDEN_B_BIN='$WARDEN_B_BIN' is not an executable file"
+  WARDEN_B_BIN="$(cd "$(dirname "$WARDEN_B_BIN")" && pwd)/$(basename "$WARDEN_B_BIN")"
 fi
 
 # Tools: all checked up front, so that a missing one fails before any load runs.
@@ -725,12 +731,16 @@ EOF
     start_bg "$logf" "${SIDECAR[@]}" "$GOPROXY_BIN" -listen "127.0.0.1:$port" -upstream "http://$up" \
       -user "$BENCH_USER" -pool "$POOL"
     ;;
-  warden)
+  warden | warden-b)
     alloc_port
+    local bin=$WARDEN_BIN extra=$WARDEN_ENV
+    if [[ $name == warden-b ]]; then bin=$WARDEN_B_BIN extra=$WARDEN_B_ENV; fi
+    # WARDEN_MAX_CONNS as nginx's worker_connections.
+    # shellcheck disable=SC2086 # extra is a list of VAR=value words
     start_bg "$logf" env WARDEN_LISTEN="127.0.0.1:$port" WARDEN_UPSTREAM="http://$up" \
       WARDEN_ADMIN_LISTEN="127.0.0.1:$PORT" WARDEN_PASSWORD="$BENCH_PASSWORD" \
       WARDEN_USERNAME="$BENCH_USER" WARDEN_LOG_LEVEL=warn WARDEN_AUTH_FAILURE_LIMIT=0 \
-      "${SIDECAR[@]}" "$WARDEN_BIN"
+      WARDEN_MAX_CONNS=20000 $extra "${SIDECAR[@]}" "$bin"
     ;;
   esac
   T_PID=$LAST_PID
@@ -1106,7 +1116,8 @@ target_config() {
   haproxy-defaults) echo "haproxy defaults (MSG_MORE)" ;;
   caddy) echo "defaults (reverse_proxy flushes text/event-stream at once)" ;;
   go-stdlib) echo "defaults (ReverseProxy flushes text/event-stream at once)" ;;
-  warden) echo "defaults" ;;
+  warden) echo "defaults${WARDEN_ENV:+, $WARDEN_ENV}" ;;
+  warden-b) echo "$(basename "$WARDEN_B_BIN")${WARDEN_B_ENV:+, $WARDEN_B_ENV}" ;;
   esac
 }
 
