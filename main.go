@@ -14,7 +14,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/caarlos0/env/v11"
@@ -29,7 +28,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
 		os.Exit(1)
 	}
-	raiseGOMAXPROCS()
+	// GOMAXPROCS stays Go's default, which follows the CPUs warden may run
+	// on and its container's CPU limit: more Ps than that cost a sidecar
+	// whose model server runs in another container CPU and latency (README,
+	// Performance: GOMAXPROCS).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], env.ToMap(os.Environ()), os.Stdout, os.Stderr)
 	stop()
@@ -56,19 +58,6 @@ func notDumpable() error {
 		return fmt.Errorf("make the process non-dumpable: %w", err)
 	}
 	return nil
-}
-
-// minProcs is the fewest Ps warden runs with: with one or two, the runtime's
-// sysmon keeps retaking Ps from goroutines in short socket system calls,
-// and an idle P to spare stops that (README, Performance, with the figures
-// and the case where GOMAXPROCS=1 is better).
-const minProcs = 4
-
-// raiseGOMAXPROCS applies minProcs unless the operator set GOMAXPROCS.
-func raiseGOMAXPROCS() {
-	if _, set := os.LookupEnv("GOMAXPROCS"); !set && runtime.GOMAXPROCS(0) < minProcs {
-		runtime.GOMAXPROCS(minProcs)
-	}
 }
 
 // exitStatus is the status warden exits with in wrapper mode: the model
