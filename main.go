@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/caarlos0/env/v11"
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "warden: %v\n", err)
 		os.Exit(1)
 	}
+	limitGoMemory()
 	// GOMAXPROCS stays Go's default, which follows the CPUs warden may run
 	// on and its container's CPU limit: more Ps than that cost a sidecar
 	// whose model server runs in another container CPU and latency (README,
@@ -58,6 +60,16 @@ func notDumpable() error {
 		return fmt.Errorf("make the process non-dumpable: %w", err)
 	}
 	return nil
+}
+
+// limitGoMemory gives the Go runtime a soft memory limit of 90% of the
+// container's memory limit (its cgroup's), unless GOMEMLIMIT is set or
+// AUTOMEMLIMIT=off: as connections approach WARDEN_MAX_CONNS the garbage
+// collector then works harder instead of letting the heap grow to twice
+// what is live and the container be killed (README, Performance: memory
+// sizing). Without a limit, nothing changes.
+func limitGoMemory() {
+	_, _ = memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup))
 }
 
 // exitStatus is the status warden exits with in wrapper mode: the model

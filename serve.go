@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -144,7 +147,11 @@ func logStart(log zerolog.Logger, cfg *settings, listen, admin net.Addr) {
 		Str("upstream", cfg.Upstream).
 		Str("listen", listen.String()).
 		Str("admin_listen", admin.String())
-	e = e.Bool("tls", cfg.tls != nil)
+	e = e.Bool("tls", cfg.tls != nil).
+		Int("gomaxprocs", runtime.GOMAXPROCS(0))
+	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+		e = e.Int64("go_memory_limit", limit)
+	}
 	if cfg.mode == modeProtected {
 		e = e.Str("username", cfg.Username).
 			Str("secret_source", cfg.secretSource).

@@ -9,6 +9,10 @@
 #    request with good credentials, the same per refused request (a storm of
 #    wrong passwords), and the proxy's peak RSS. ROUNDS rounds, targets
 #    interleaved; medians with the min-max range.
+# 3. At scale, through tools/peers beside nginx and haproxy: 1000 token
+#    streams and 5000 idle keep-alive connections, with the model server in
+#    warden's CPU cgroup and in one of its own (SPLITS="none cgroup";
+#    SCALE=0 skips this step). Writes $OUT/scale-none.md, scale-cgroup.md.
 #
 # Writes $OUT/go-bench.txt, $OUT/load.md, $OUT/load.tsv and $OUT/cpu.svg (a
 # chart drawn by tools/benchchart). Needs wrk; uses nginx when present (as
@@ -287,4 +291,31 @@ END {
 cat "$OUT/load.md"
 
 go run ./tools/benchchart -in "$OUT/load.tsv" -out "$OUT/cpu.svg"
-log "wrote $OUT/go-bench.txt, $OUT/load.md, $OUT/load.tsv, $OUT/cpu.svg"
+log "wrote $OUT/go-bench.txt, $OUT/go-memory.txt, $OUT/load.md, $OUT/load.tsv, $OUT/cpu.svg"
+
+# 3. At scale (README, Performance): a thousand token streams and thousands
+# of idle keep-alive connections, through tools/peers beside nginx and
+# haproxy, in both arrangements: the model server in warden's CPU cgroup
+# and in a cgroup of its own, as in a pod (SPLIT=cgroup needs root and a
+# writable cpu controller). SCALE=0 skips it; it needs nginx and haproxy.
+if [[ ${SCALE:-1} == 0 ]]; then
+  log "SCALE=0: the cases at scale are skipped"
+  exit 0
+fi
+if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
+  log "nginx or haproxy not installed: the cases at scale are skipped (apt-get install nginx haproxy)"
+  exit 0
+fi
+go build -trimpath -ldflags "-s -w" -o "$WORK/warden-scale" .
+scale_targets="direct nginx haproxy warden"
+scale_env=()
+if [[ -n ${BASELINE_BIN:-} ]]; then
+  scale_targets+=" warden-b"
+  scale_env=(WARDEN_B_BIN="$BASELINE_BIN")
+fi
+for split in ${SPLITS:-none cgroup}; do
+  log "at scale, SPLIT=$split"
+  env "${scale_env[@]}" SPLIT="$split" WARDEN_BIN="$WORK/warden-scale" TARGETS="$scale_targets" STREAM_EXTRA= \
+    CASES="fanout idle" RESULTS="$OUT/scale-$split.md" bash tools/peers/peers.sh >/dev/null
+  log "wrote $OUT/scale-$split.md"
+done
