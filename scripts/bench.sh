@@ -9,7 +9,8 @@
 #    request with good credentials, the same per refused request (a storm of
 #    wrong passwords), and the proxy's peak RSS. ROUNDS rounds, targets
 #    interleaved; medians with the min-max range.
-# 3. At scale, through tools/peers beside nginx and haproxy: 1000 token
+# 3. At scale, through tools/peers beside nginx, haproxy and a bare Go relay
+#    (the floor of a goroutine-per-connection proxy): 1000 token
 #    streams and 5000 idle keep-alive connections, with the model server in
 #    warden's CPU cgroup and in one of its own (SPLITS="none cgroup";
 #    SCALE=0 skips this step). Writes $OUT/scale-none.md, scale-cgroup.md.
@@ -307,7 +308,7 @@ if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
   exit 0
 fi
 go build -trimpath -ldflags "-s -w" -o "$WORK/warden-scale" .
-scale_targets="direct nginx haproxy warden"
+scale_targets="direct nginx haproxy go-relay warden"
 scale_env=()
 if [[ -n ${BASELINE_BIN:-} ]]; then
   scale_targets+=" warden-b"

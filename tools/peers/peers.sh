@@ -50,7 +50,7 @@ WRONG_PASSWORD="${BENCH_PASSWORD}-wrong"
 # Targets. The *-defaults variants are the peers with their out-of-the-box
 # streaming behaviour (see README); by default they only run the streaming
 # and large-body cases (STREAM_EXTRA), but they may be put in TARGETS too.
-ALL_TARGETS="direct nginx nginx-auto nginx-defaults haproxy haproxy-defaults caddy go-stdlib warden warden-b"
+ALL_TARGETS="direct nginx nginx-auto nginx-defaults haproxy haproxy-defaults caddy go-stdlib go-relay warden warden-b"
 if [[ -z ${TARGETS:-} ]]; then
   TARGETS="direct nginx nginx-auto haproxy caddy go-stdlib"
   [[ -n $WARDEN_BIN ]] && TARGETS+=" warden"
@@ -105,6 +105,8 @@ for t in $TARGETS $STREAM_EXTRA; do
   [[ " $ALL_TARGETS " == *" $t "* ]] || die "unknown target '$t' (known: $ALL_TARGETS)"
 done
 want() { [[ " $TARGETS " == *" $1 "* ]]; }
+# noauth NAME: a target that checks no credentials (no 401s, no storm).
+noauth() { [[ $1 == direct || $1 == go-relay ]]; }
 
 # The streaming phase (cases sse and bodies): TARGETS (nginx-auto streams
 # like nginx, so it is left out), each *-defaults variant right after its
@@ -517,15 +519,19 @@ if [[ $SPLIT == cgroup ]]; then cg_setup; fi # before anything starts: fail earl
 log "arrangement: $(arrangement)"
 
 # ------------------------------------------------------ helpers to measure
-log "building the Go helpers (goproxy/, sse/)"
+log "building the Go helpers (goproxy/, sse/, gorelay/)"
 (cd "$BENCH_DIR/goproxy" && "$GO" build -trimpath -o "$WORK/bin/goproxy" .) >"$WORK/build.log" 2>&1 ||
   die "go build of goproxy failed:
 $(tail -n 20 "$WORK/build.log")"
 (cd "$BENCH_DIR/sse" && "$GO" build -trimpath -o "$WORK/bin/sse" .) >>"$WORK/build.log" 2>&1 ||
   die "go build of sse failed:
 $(tail -n 20 "$WORK/build.log")"
+(cd "$BENCH_DIR/gorelay" && "$GO" build -trimpath -o "$WORK/bin/gorelay" .) >>"$WORK/build.log" 2>&1 ||
+  die "go build of gorelay failed:
+$(tail -n 20 "$WORK/build.log")"
 SSE_BIN=$WORK/bin/sse
 GOPROXY_BIN=$WORK/bin/goproxy
+GORELAY_BIN=$WORK/bin/gorelay
 export BENCH_PASSWORD # read by goproxy and by the sse client commands
 AUTH_GOOD="Authorization: Basic $(printf '%s:%s' "$BENCH_USER" "$BENCH_PASSWORD" | base64 -w0)"
 AUTH_BAD="Authorization: Basic $(printf '%s:%s' "$BENCH_USER" "$WRONG_PASSWORD" | base64 -w0)"
@@ -731,6 +737,9 @@ EOF
     start_bg "$logf" "${SIDECAR[@]}" "$GOPROXY_BIN" -listen "127.0.0.1:$port" -upstream "http://$up" \
       -user "$BENCH_USER" -pool "$POOL"
     ;;
+  go-relay)
+    start_bg "$logf" "${SIDECAR[@]}" "$GORELAY_BIN" -listen "127.0.0.1:$port" -upstream "$up"
+    ;;
   warden | warden-b)
     alloc_port
     local bin=$WARDEN_BIN extra=$WARDEN_ENV
@@ -839,7 +848,7 @@ measure_rps() {
   local -a pids
   start_target "$name" "127.0.0.1:$UP_PORT"
   log "$name: listening at $T_URL"
-  if [[ $name == direct ]]; then
+  if noauth "$name"; then
     check "$name" "$T_URL/" 200 >/dev/null
   else
     line=$(check "$name" "$T_URL/" 200)
@@ -868,7 +877,7 @@ measure_rps() {
     if [[ -n $T_PID ]]; then put CPU "$name" "$(per_req $((p1 - p0)) "$n")"; fi
   fi
 
-  if [[ $name != direct ]] && has_case storm; then
+  if ! noauth "$name" && has_case storm; then
     log "$name: ${STORM_DURATION}s 401 storm (wrong password)"
     bg_start
     p0=$(tree_ticks "$T_PID"); s0=$(upstream_requests)
@@ -1069,7 +1078,7 @@ if has_case small || has_case storm; then
   for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     ((ROUNDS == 1)) || log "round $ROUND of $ROUNDS"
     for t in $TARGETS; do
-      if [[ $t == direct ]] && ! has_case small; then continue; fi # direct has no storm
+      if noauth "$t" && ! has_case small; then continue; fi # no storm for them
       measure_rps "$t"
     done
   done
@@ -1116,6 +1125,7 @@ target_config() {
   haproxy-defaults) echo "haproxy defaults (MSG_MORE)" ;;
   caddy) echo "defaults (reverse_proxy flushes text/event-stream at once)" ;;
   go-stdlib) echo "defaults (ReverseProxy flushes text/event-stream at once)" ;;
+  go-relay) echo "a bare TCP relay: Go's floor, not a proxy" ;;
   warden) echo "defaults${WARDEN_ENV:+, $WARDEN_ENV}" ;;
   warden-b) echo "$(basename "$WARDEN_B_BIN")${WARDEN_B_ENV:+, $WARDEN_B_ENV}" ;;
   esac
@@ -1181,7 +1191,7 @@ render_storm() {
   echo "| target | 401/s | proxy CPU-µs/401 | × nginx | upstream hits | non-401 answers | first good request ms | bg CPU % |$sh"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|$ss"
   for t in $TARGETS; do
-    [[ $t == direct ]] && continue
+    noauth "$t" && continue
     echo "| $t | ${S_RPS[$t]} | ${S_CPU[$t]} | $(ratio "${S_CPU[$t]}" "${S_CPU[nginx]:-}") | ${S_HITS[$t]} | ${S_NON401[$t]} | ${COLD[$t]} | ${S_BG[$t]} |$( ((ROUNDS == 1)) || echo " ${S_CPU_RANGE[$t]} |")"
   done
   echo

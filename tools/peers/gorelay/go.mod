@@ -1,0 +1,3 @@
+module benchgorelay
+
+go 1.22
