@@ -16,7 +16,7 @@ import (
 // waiting for the model's next event, and a pooled connection all of it
 // waiting for a request, so without this every stream and every idle
 // connection would keep a read buffer of MaxHeaderBytes (32 KiB by default)
-// and a write buffer (README, Performance: memory).
+// and a write buffer (README, Performance: memory sizing).
 //
 // The wait itself holds no buffer: await asks the runtime's poller to call
 // fillSocket each time the socket may be readable, and fillSocket takes a

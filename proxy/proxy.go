@@ -364,7 +364,7 @@ func (p *Proxy) server() *Server {
 		SecureErrorLogMessage: true,
 		// Give the write buffer back between requests, and a connection's
 		// request state while it waits idle where fasthttp can (README,
-		// Performance: memory). With streamed request bodies fasthttp
+		// Performance: memory sizing). With streamed request bodies fasthttp
 		// keeps the read buffer for the connection's life.
 		ReduceMemoryUsage: true,
 		CloseOnShutdown:   true,
