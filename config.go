@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -272,6 +273,13 @@ func (c *config) validate(environ map[string]string) []error {
 	}
 	problems = append(problems, c.validateSecrets(environ)...)
 	problems = append(problems, validateTLS(environ)...)
+	// Go's memory limit (main.go, limitGoMemory) would ignore a bad share
+	// silently.
+	if v, ok := environ["AUTOMEMLIMIT"]; ok && v != "off" {
+		if r, err := strconv.ParseFloat(v, 64); err != nil || !(r > 0 && r <= 1) {
+			bad("AUTOMEMLIMIT", "want off, or the share of the container's memory limit that Go may use, in (0, 1] such as 0.9; got %q", v)
+		}
+	}
 	return problems
 }
 

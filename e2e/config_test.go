@@ -40,6 +40,8 @@ func TestBadConfigurationExitsNamingTheVariable(t *testing.T) {
 		{"header limit too small", map[string]string{"WARDEN_MAX_HEADER_BYTES": "10"}, []string{"WARDEN_MAX_HEADER_BYTES"}},
 		{"connection limit zero", map[string]string{"WARDEN_MAX_CONNS": "0"}, []string{"WARDEN_MAX_CONNS"}},
 		{"connection limit not a number", map[string]string{"WARDEN_MAX_CONNS": "many"}, []string{"WARDEN_MAX_CONNS"}},
+		{"Go memory share above 1", map[string]string{"AUTOMEMLIMIT": "1.5"}, []string{"AUTOMEMLIMIT"}},
+		{"Go memory share not a number", map[string]string{"AUTOMEMLIMIT": "most"}, []string{"AUTOMEMLIMIT"}},
 		{"several at once", map[string]string{
 			"WARDEN_UPSTREAM_TIMEOUT": "x", "WARDEN_MODE": "open", "WARDEN_LOG_FORMAT": "xml", "WARDEN_IDLE_TIMEOUT": "0s",
 		}, []string{"WARDEN_UPSTREAM_TIMEOUT", "WARDEN_MODE", "WARDEN_LOG_FORMAT", "WARDEN_IDLE_TIMEOUT"}},
