@@ -339,26 +339,33 @@ func startWardenArgs(t testing.TB, env map[string]string, args ...string) *warde
 // learnAddrs reads the listeners' addresses from warden's start line.
 func (w *wardenProc) learnAddrs(t testing.TB) {
 	t.Helper()
+	if fields := startLine(t, w.proc); fields != nil {
+		w.addr, _ = fields["listen"].(string)
+		w.admin, _ = fields["admin_listen"].(string)
+	}
+}
+
+// startLine waits for warden's start line and returns its fields, or nil if
+// the process exited without one.
+func startLine(t testing.TB, p *proc) map[string]any {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		out := w.out.String()
+		out := p.out.String()
 		if i := strings.Index(out, `"message":"warden started"`); i >= 0 {
 			line := out[strings.LastIndexByte(out[:i], '\n')+1:]
 			line, _, _ = strings.Cut(line, "\n")
-			var start struct {
-				Listen      string `json:"listen"`
-				AdminListen string `json:"admin_listen"`
-			}
-			if err := json.Unmarshal([]byte(line), &start); err != nil {
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(line), &fields); err != nil {
 				t.Fatalf("start line %q: %v", line, err)
 			}
-			w.addr, w.admin = start.Listen, start.AdminListen
-			return
+			return fields
 		}
-		if w.exited() {
-			return
+		if p.exited() {
+			return nil
 		}
 	}
-	t.Fatalf("warden logged no start line within 10s:\n%s", w.out.String())
+	t.Fatalf("warden logged no start line within 10s:\n%s", p.out.String())
+	return nil
 }
 
 // protectedEnv is the usual setup: protected mode in front of upstream.

@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,53 +11,28 @@ import (
 )
 
 // ownMemoryCgroup returns the directory of this process's memory cgroup
-// (v2, or v1's memory controller) and the file that holds its limit.
+// (v1's memory controller, or else the v2 unified hierarchy) and the file
+// that holds its limit.
 func ownMemoryCgroup() (dir, limitFile string, ok bool) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return "", "", false
 	}
+	unified := ""
 	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
+		id, rest, _ := strings.Cut(line, ":")
+		controllers, path, _ := strings.Cut(rest, ":")
+		if slices.Contains(strings.Split(controllers, ","), "memory") {
+			return filepath.Join("/sys/fs/cgroup/memory", path), "memory.limit_in_bytes", true
 		}
-		for c := range strings.SplitSeq(parts[1], ",") {
-			if c == "memory" {
-				return filepath.Join("/sys/fs/cgroup/memory", parts[2]), "memory.limit_in_bytes", true
-			}
+		if id == "0" && controllers == "" {
+			unified = path
 		}
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
-			if rest, found := strings.CutPrefix(line, "0::"); found {
-				return filepath.Join("/sys/fs/cgroup", rest), "memory.max", true
-			}
-		}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil && unified != "" {
+		return filepath.Join("/sys/fs/cgroup", unified), "memory.max", true
 	}
 	return "", "", false
-}
-
-// startLine waits for warden's start line and returns its fields.
-func startLine(t *testing.T, p *proc) map[string]any {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		out := p.out.String()
-		if i := strings.Index(out, `"message":"warden started"`); i >= 0 {
-			line := out[strings.LastIndexByte(out[:i], '\n')+1:]
-			line, _, _ = strings.Cut(line, "\n")
-			var fields map[string]any
-			if err := json.Unmarshal([]byte(line), &fields); err != nil {
-				t.Fatalf("start line %q: %v", line, err)
-			}
-			return fields
-		}
-		if p.exited() {
-			break
-		}
-	}
-	t.Fatalf("no start line:\n%s", p.out.String())
-	return nil
 }
 
 // In a container with a memory limit, the Go runtime's soft limit is 90% of
@@ -104,6 +79,9 @@ func TestGoMemoryLimitFollowsTheContainerLimit(t *testing.T) {
 		p := startProc(t, "warden", env, "/bin/sh", "-c",
 			`echo $$ > "$1/cgroup.procs" && exec "$2"`, "sh", dir, wardenBin)
 		fields := startLine(t, p)
+		if fields == nil {
+			t.Fatalf("%s: warden exited without a start line:\n%s", tc.name, p.out.String())
+		}
 		if got, _ := fields["go_memory_limit"].(float64); got != tc.want {
 			t.Errorf("%s: start line go_memory_limit %v, want %v", tc.name, fields["go_memory_limit"], tc.want)
 		}

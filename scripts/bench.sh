@@ -307,7 +307,6 @@ if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
   log "nginx or haproxy not installed: the cases at scale are skipped (apt-get install nginx haproxy)"
   exit 0
 fi
-go build -trimpath -ldflags "-s -w" -o "$WORK/warden-scale" .
 scale_targets="direct nginx haproxy go-relay warden"
 scale_env=()
 if [[ -n ${BASELINE_BIN:-} ]]; then
@@ -316,7 +315,7 @@ if [[ -n ${BASELINE_BIN:-} ]]; then
 fi
 for split in ${SPLITS:-none cgroup}; do
   log "at scale, SPLIT=$split"
-  env "${scale_env[@]}" SPLIT="$split" WARDEN_BIN="$WORK/warden-scale" TARGETS="$scale_targets" STREAM_EXTRA= \
+  env "${scale_env[@]}" SPLIT="$split" WARDEN_BIN="$WORK/warden" TARGETS="$scale_targets" STREAM_EXTRA= \
     CASES="fanout idle" RESULTS="$OUT/scale-$split.md" bash tools/peers/peers.sh >/dev/null
   log "wrote $OUT/scale-$split.md"
 done
