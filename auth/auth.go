@@ -1,5 +1,7 @@
-// Package auth checks HTTP Basic credentials (RFC 7617) against one fixed
-// user name and password, in constant time.
+// Package auth checks a request's credentials against one fixed secret, in
+// constant time. The secret may come in three carriers: HTTP Basic (RFC 7617,
+// with a fixed user name), a Bearer token (RFC 6750) and an x-api-key header;
+// which of them a Checker accepts is its Schemes.
 //
 // It does no I/O and no logging: callers get a Result and decide what to
 // record. A Checker is immutable after New and safe for concurrent use.
@@ -13,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -65,6 +68,96 @@ func (r Result) String() string {
 	return fmt.Sprintf("result(%d)", uint8(r))
 }
 
+// Carrier is where a request's credential was found. It labels metrics, so
+// that operators see which clients use which; it is never the secret.
+type Carrier uint8
+
+// The carriers.
+const (
+	CarrierNone   Carrier = iota // no credential at all
+	CarrierBasic                 // Authorization: Basic
+	CarrierBearer                // Authorization: Bearer
+	CarrierAPIKey                // x-api-key
+	CarrierOther                 // an Authorization scheme warden does not know
+)
+
+// Carriers lists every Carrier, for callers that pre-register metrics.
+var Carriers = [...]Carrier{CarrierNone, CarrierBasic, CarrierBearer, CarrierAPIKey, CarrierOther}
+
+var carrierNames = [...]string{
+	CarrierNone:   "none",
+	CarrierBasic:  "basic",
+	CarrierBearer: "bearer",
+	CarrierAPIKey: "x-api-key",
+	CarrierOther:  "other",
+}
+
+// String returns the carrier's name as WARDEN_AUTH_SCHEMES spells it
+// ("basic", "bearer", "x-api-key"), or "none" and "other".
+func (c Carrier) String() string {
+	if int(c) < len(carrierNames) {
+		return carrierNames[c]
+	}
+	return fmt.Sprintf("carrier(%d)", uint8(c))
+}
+
+// Schemes is a set of carriers a Checker accepts.
+type Schemes uint8
+
+// The schemes, one bit per carrier.
+const (
+	SchemeBasic  Schemes = 1 << CarrierBasic
+	SchemeBearer Schemes = 1 << CarrierBearer
+	SchemeAPIKey Schemes = 1 << CarrierAPIKey
+)
+
+// Has reports whether s accepts credentials in carrier c.
+func (s Schemes) Has(c Carrier) bool { return s&(1<<c) != 0 && c != CarrierNone && c != CarrierOther }
+
+// String lists the schemes as ParseSchemes reads them ("basic,bearer").
+func (s Schemes) String() string {
+	var b []byte
+	for _, c := range [...]Carrier{CarrierBasic, CarrierBearer, CarrierAPIKey} {
+		if s.Has(c) {
+			if len(b) > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, c.String()...)
+		}
+	}
+	return string(b)
+}
+
+// ParseSchemes reads a comma-separated list of carrier names ("basic",
+// "bearer", "x-api-key"; case and spaces around names do not matter). An
+// empty list, an empty item or an unknown name is an error.
+func ParseSchemes(list string) (Schemes, error) {
+	var s Schemes
+	for item := range strings.SplitSeq(list, ",") {
+		name := strings.ToLower(strings.TrimSpace(item))
+		switch name {
+		case "basic":
+			s |= SchemeBasic
+		case "bearer":
+			s |= SchemeBearer
+		case "x-api-key":
+			s |= SchemeAPIKey
+		case "":
+			return 0, fmt.Errorf("%q has an empty item; want a comma-separated list of basic, bearer, x-api-key", list)
+		default:
+			return 0, fmt.Errorf("unknown scheme %q; want basic, bearer or x-api-key", strings.TrimSpace(item))
+		}
+	}
+	return s, nil
+}
+
+// IsBearerToken reports whether a secret can travel as a Bearer token: RFC
+// 6750 §2.1 allows only 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
+// "/" ) *"=". A secret with other characters can never match one.
+func IsBearerToken(secret string) bool {
+	return validBearer([]byte(secret))
+}
+
 // Errors returned by New.
 var (
 	ErrEmptyPassword = errors.New("password is empty")
@@ -77,6 +170,7 @@ var (
 // accepted until a deadline, so that a rolling redeploy that changes the
 // secret causes no 401s.
 type Checker struct {
+	schemes  Schemes
 	user     [sha256.Size]byte
 	password [sha256.Size]byte
 	previous [sha256.Size]byte
@@ -98,6 +192,7 @@ func New(user, password string) (*Checker, error) {
 		return nil, ErrTooLong
 	}
 	return &Checker{
+		schemes:  SchemeBasic,
 		user:     sha256.Sum256([]byte(user)),
 		password: sha256.Sum256([]byte(password)),
 	}, nil
@@ -120,6 +215,79 @@ func (c *Checker) WithPrevious(password string, until time.Time) (*Checker, erro
 	return &c2, nil
 }
 
+// WithSchemes returns a copy of c that accepts the secret in the given
+// carriers instead of Basic alone. At least one is needed.
+func (c *Checker) WithSchemes(s Schemes) (*Checker, error) {
+	if s&(SchemeBasic|SchemeBearer|SchemeAPIKey) == 0 {
+		return nil, errors.New("no authentication scheme")
+	}
+	c2 := *c
+	c2.schemes = s
+	return &c2, nil
+}
+
+// Schemes returns the carriers c accepts.
+func (c *Checker) Schemes() Schemes { return c.schemes }
+
+// Credentials are what a request offers to prove it knows the secret.
+type Credentials struct {
+	// Authorization is the Authorization header's value, and
+	// HasAuthorization whether the request had that header at all (its
+	// value may be empty).
+	Authorization    []byte
+	HasAuthorization bool
+	// APIKey is the first x-api-key header's value, and APIKeys how many
+	// x-api-key headers the request had.
+	APIKey  []byte
+	APIKeys int
+}
+
+// Verify checks a request's credentials. Precedence is fixed: when the
+// request has an Authorization header, it alone decides (a Basic or Bearer
+// credential, whichever c accepts; any other scheme is refused); x-api-key
+// is looked at only when there is none. Two x-api-key headers, or an empty
+// one, are Malformed. The carrier says where the credential was found.
+//
+// Every comparison with the secret goes through SHA-256 digests compared in
+// constant time with both the current and the previous secret, so the time
+// taken depends on the carrier and on the length of what the client sent,
+// never on the secret's length, on how much of it a guess shares, or on
+// which secret matched.
+func (c *Checker) Verify(cr Credentials, now time.Time) (Result, Carrier) {
+	if cr.HasAuthorization || len(cr.Authorization) > 0 {
+		h := cr.Authorization
+		if len(h) == 0 {
+			return Missing, CarrierNone
+		}
+		if token, ok := schemeToken(h, "basic"); ok {
+			if !c.schemes.Has(CarrierBasic) {
+				return Scheme, CarrierBasic
+			}
+			return c.checkBasic(token, now), CarrierBasic
+		}
+		if token, ok := schemeToken(h, "bearer"); ok {
+			if !c.schemes.Has(CarrierBearer) {
+				return Scheme, CarrierBearer
+			}
+			if len(token) > MaxCredentialBytes || !validBearer(token) {
+				return Malformed, CarrierBearer
+			}
+			return c.checkSecret(token, now), CarrierBearer
+		}
+		return Scheme, CarrierOther
+	}
+	if cr.APIKeys <= 0 {
+		return Missing, CarrierNone
+	}
+	if !c.schemes.Has(CarrierAPIKey) {
+		return Scheme, CarrierAPIKey
+	}
+	if cr.APIKeys > 1 || len(cr.APIKey) == 0 || len(cr.APIKey) > MaxCredentialBytes {
+		return Malformed, CarrierAPIKey
+	}
+	return c.checkSecret(cr.APIKey, now), CarrierAPIKey
+}
+
 // Check validates the value of an Authorization header. It accepts exactly
 // "Basic " (scheme case-insensitive, RFC 7235 §2.1) followed by the standard
 // base64 of "user:password", split at the first colon so that the password
@@ -130,14 +298,16 @@ func (c *Checker) WithPrevious(password string, until time.Time) (*Checker, erro
 // on the length of what the client sent but not on the secrets or on which
 // part was wrong or which secret matched. now decides whether the previous
 // password is still accepted.
+//
+// It is Verify for a request with only an Authorization header, and with c
+// accepting Basic alone it checks Basic alone.
 func (c *Checker) Check(authorization []byte, now time.Time) Result {
-	if len(authorization) == 0 {
-		return Missing
-	}
-	encoded, ok := basicCredentials(authorization)
-	if !ok {
-		return Scheme
-	}
+	r, _ := c.Verify(Credentials{Authorization: authorization}, now)
+	return r
+}
+
+// checkBasic checks the base64 token of a Basic credential.
+func (c *Checker) checkBasic(encoded []byte, now time.Time) Result {
 	if len(encoded) == 0 || len(encoded) > maxEncoded {
 		return Malformed
 	}
@@ -167,11 +337,31 @@ func (c *Checker) Check(authorization []byte, now time.Time) Result {
 	return Result(r) //nolint:gosec // G115: r is one of the Result constants above
 }
 
+// checkSecret checks a credential that is the secret alone (a Bearer token,
+// an x-api-key), the same way checkBasic checks the password.
+func (c *Checker) checkSecret(secret []byte, now time.Time) Result {
+	sum := sha256.Sum256(secret)
+	currentOK := subtle.ConstantTimeCompare(sum[:], c.password[:])
+	previousOK := subtle.ConstantTimeCompare(sum[:], c.previous[:])
+	if c.previousUntil.IsZero() || !now.Before(c.previousUntil) {
+		previousOK = 0
+	}
+	r := subtle.ConstantTimeSelect(previousOK, int(Previous), int(WrongPassword))
+	r = subtle.ConstantTimeSelect(currentOK, int(OK), r)
+	return Result(r) //nolint:gosec // G115: r is one of the Result constants above
+}
+
 // basicCredentials returns the token after a case-insensitive "Basic" scheme
 // and the spaces that follow it (RFC 7235 §2.1: 1*SP). ok is false when the
 // scheme is not Basic.
 func basicCredentials(h []byte) (token []byte, ok bool) {
-	const scheme = "basic"
+	return schemeToken(h, "basic")
+}
+
+// schemeToken returns the token after a case-insensitive auth scheme (given
+// in lower case) and the spaces that follow it (RFC 9110 §11.4: 1*SP). ok is
+// false when the header names another scheme.
+func schemeToken(h []byte, scheme string) (token []byte, ok bool) {
 	if len(h) < len(scheme) {
 		return nil, false
 	}
@@ -192,6 +382,35 @@ func basicCredentials(h []byte) (token []byte, ok bool) {
 	}
 	return rest, true
 }
+
+// validBearer reports whether b is an RFC 6750 §2.1 b64token:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func validBearer(b []byte) bool {
+	i := 0
+	for i < len(b) && b64tokenChar[b[i]] {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(b) && b[i] == '=' {
+		i++
+	}
+	return i == len(b)
+}
+
+var b64tokenChar = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~+/" {
+		t[c] = true
+	}
+	return t
+}()
 
 func indexColon(b []byte) int {
 	for i, c := range b {
@@ -214,15 +433,40 @@ func containsColon(s string) bool {
 // Challenge returns the value of the WWW-Authenticate header for a realm
 // (RFC 7617 §2 and §2.1). Quotes and backslashes in the realm are escaped.
 func Challenge(realm string) string {
-	b := make([]byte, 0, len(realm)+32)
-	b = append(b, `Basic realm="`...)
+	return challenge("Basic", realm, `, charset="UTF-8"`)
+}
+
+// Challenges returns one WWW-Authenticate value for each Authorization
+// scheme in s: Basic (RFC 7617) and Bearer (RFC 6750 §3), in that order.
+// With x-api-key alone there is no Authorization scheme to name, but a 401
+// must carry a challenge (RFC 9110 §11.6.1): it is `X-API-Key realm="…"`,
+// which clients that do not know it ignore.
+func Challenges(realm string, s Schemes) []string {
+	var out []string
+	if s.Has(CarrierBasic) {
+		out = append(out, Challenge(realm))
+	}
+	if s.Has(CarrierBearer) {
+		out = append(out, challenge("Bearer", realm, ""))
+	}
+	if len(out) == 0 {
+		out = append(out, challenge("X-API-Key", realm, ""))
+	}
+	return out
+}
+
+func challenge(scheme, realm, params string) string {
+	b := make([]byte, 0, len(scheme)+len(realm)+len(params)+16)
+	b = append(b, scheme...)
+	b = append(b, ` realm="`...)
 	for i := range len(realm) {
 		if realm[i] == '"' || realm[i] == '\\' {
 			b = append(b, '\\')
 		}
 		b = append(b, realm[i])
 	}
-	b = append(b, `", charset="UTF-8"`...)
+	b = append(b, '"')
+	b = append(b, params...)
 	return string(b)
 }
 

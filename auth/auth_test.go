@@ -258,3 +258,240 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func mustSchemes(t testing.TB, c *Checker, list string) *Checker {
+	t.Helper()
+	s, err := ParseSchemes(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = c.WithSchemes(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestVerifyEveryCarrierWithItsPrecedence(t *testing.T) {
+	t.Parallel()
+	const secret = "tok-EN_1.2~3+4/5=="
+	all := mustSchemes(t, mustNew(t, "paperspace", secret), "basic, Bearer,x-api-key")
+	auth := func(h string) Credentials { return Credentials{Authorization: []byte(h), HasAuthorization: true} }
+	key := func(v string, n int) Credentials { return Credentials{APIKey: []byte(v), APIKeys: n} }
+	tests := []struct {
+		name    string
+		cr      Credentials
+		want    Result
+		carrier Carrier
+	}{
+		{"nothing", Credentials{}, Missing, CarrierNone},
+		{"basic", auth(string(basic("paperspace:" + secret))), OK, CarrierBasic},
+		{"basic, wrong password", auth(string(basic("paperspace:x"))), WrongPassword, CarrierBasic},
+		{"bearer", auth("Bearer " + secret), OK, CarrierBearer},
+		{"bearer, scheme in any case", auth("bEARER " + secret), OK, CarrierBearer},
+		{"bearer, several spaces", auth("Bearer   " + secret), OK, CarrierBearer},
+		{"bearer, wrong token", auth("Bearer nope"), WrongPassword, CarrierBearer},
+		{"bearer, token with the user name", auth("Bearer paperspace:" + secret), Malformed, CarrierBearer},
+		{"bearer, prefix of the secret", auth("Bearer tok-EN"), WrongPassword, CarrierBearer},
+		{"bearer without token", auth("Bearer"), Malformed, CarrierBearer},
+		{"bearer and spaces only", auth("Bearer   "), Malformed, CarrierBearer},
+		{"bearer, not token syntax", auth("Bearer a b"), Malformed, CarrierBearer},
+		{"bearer, '=' inside", auth("Bearer a=b"), Malformed, CarrierBearer},
+		{"bearer, too long", auth("Bearer " + strings.Repeat("a", MaxCredentialBytes+1)), Malformed, CarrierBearer},
+		{"bearer glued to token", auth("Bearer" + secret), Scheme, CarrierOther},
+		{"digest", auth(`Digest username="paperspace"`), Scheme, CarrierOther},
+		{"x-api-key", key(secret, 1), OK, CarrierAPIKey},
+		{"x-api-key, wrong", key("nope", 1), WrongPassword, CarrierAPIKey},
+		{"x-api-key, with the scheme", key("Bearer "+secret, 1), WrongPassword, CarrierAPIKey},
+		{"x-api-key twice", key(secret, 2), Malformed, CarrierAPIKey},
+		{"x-api-key empty", key("", 1), Malformed, CarrierAPIKey},
+		{"x-api-key too long", key(strings.Repeat("a", MaxCredentialBytes+1), 1), Malformed, CarrierAPIKey},
+		{"Authorization decides over x-api-key", Credentials{Authorization: []byte("Bearer nope"), HasAuthorization: true, APIKey: []byte(secret), APIKeys: 1}, WrongPassword, CarrierBearer},
+		{"an empty Authorization decides too", Credentials{HasAuthorization: true, APIKey: []byte(secret), APIKeys: 1}, Missing, CarrierNone},
+		{"an unknown scheme decides too", Credentials{Authorization: []byte("Digest x"), HasAuthorization: true, APIKey: []byte(secret), APIKeys: 1}, Scheme, CarrierOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, c := all.Verify(tt.cr, now)
+			if r != tt.want || c != tt.carrier {
+				t.Errorf("Verify = %v, %v; want %v, %v", r, c, tt.want, tt.carrier)
+			}
+		})
+	}
+}
+
+func TestVerifyRefusesCarriersNotEnabled(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cret"
+	cr := map[Carrier]Credentials{
+		CarrierBasic:  {Authorization: basic("paperspace:" + secret), HasAuthorization: true},
+		CarrierBearer: {Authorization: []byte("Bearer " + secret), HasAuthorization: true},
+		CarrierAPIKey: {APIKey: []byte(secret), APIKeys: 1},
+	}
+	for _, list := range []string{"basic", "bearer", "x-api-key", "basic,bearer", "basic,x-api-key", "bearer,x-api-key"} {
+		c := mustSchemes(t, mustNew(t, "paperspace", secret), list)
+		for carrier, creds := range cr {
+			r, got := c.Verify(creds, now)
+			want := Scheme
+			if c.Schemes().Has(carrier) {
+				want = OK
+			}
+			if r != want || got != carrier {
+				t.Errorf("schemes %s, %v: Verify = %v, %v; want %v, %v", list, carrier, r, got, want, carrier)
+			}
+		}
+	}
+	// The default is Basic alone, and Check is Verify of Authorization.
+	c := mustNew(t, "paperspace", secret)
+	if c.Schemes() != SchemeBasic || c.Check([]byte("Bearer "+secret), now) != Scheme {
+		t.Error("a new checker accepts more than Basic")
+	}
+	if _, err := c.WithSchemes(0); err == nil {
+		t.Error("a checker without schemes was made")
+	}
+}
+
+func TestVerifyAcceptsThePreviousSecretInEveryCarrier(t *testing.T) {
+	t.Parallel()
+	deadline := now.Add(time.Hour)
+	c, err := mustSchemes(t, mustNew(t, "paperspace", "new"), "basic,bearer,x-api-key").WithPrevious("old", deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		cr   Credentials
+		at   time.Time
+		want Result
+	}{
+		{Credentials{Authorization: []byte("Bearer old"), HasAuthorization: true}, now, Previous},
+		{Credentials{Authorization: []byte("Bearer old"), HasAuthorization: true}, deadline, WrongPassword},
+		{Credentials{Authorization: []byte("Bearer new"), HasAuthorization: true}, deadline, OK},
+		{Credentials{APIKey: []byte("old"), APIKeys: 1}, now, Previous},
+		{Credentials{APIKey: []byte("old"), APIKeys: 1}, deadline.Add(time.Second), WrongPassword},
+		{Credentials{APIKey: []byte("new"), APIKeys: 1}, now, OK},
+	} {
+		if r, _ := c.Verify(tt.cr, tt.at); r != tt.want {
+			t.Errorf("Verify(%q / %q at %v) = %v, want %v", tt.cr.Authorization, tt.cr.APIKey, tt.at.Sub(now), r, tt.want)
+		}
+	}
+}
+
+func TestParseSchemes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want Schemes
+		ok   bool
+	}{
+		{"basic", SchemeBasic, true},
+		{"bearer", SchemeBearer, true},
+		{"x-api-key", SchemeAPIKey, true},
+		{" Basic , BEARER,X-Api-Key ", SchemeBasic | SchemeBearer | SchemeAPIKey, true},
+		{"bearer,bearer", SchemeBearer, true},
+		{"", 0, false},
+		{"basic,", 0, false},
+		{"basic,,bearer", 0, false},
+		{"digest", 0, false},
+		{"apikey", 0, false},
+	} {
+		got, err := ParseSchemes(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseSchemes(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+	if s := (SchemeAPIKey | SchemeBasic).String(); s != "basic,x-api-key" {
+		t.Errorf("String = %q", s)
+	}
+	for _, c := range Carriers {
+		if c.String() == "" || strings.HasPrefix(c.String(), "carrier(") {
+			t.Errorf("carrier %d has no name", c)
+		}
+	}
+}
+
+func TestIsBearerToken(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"abc": true, "A-Z_a.z~0+9/": true, "abc==": true, "a=": true,
+		"": false, "=": false, "a=b": false, "a b": false, "a:b": false, "ünï": false, "a\"b": false,
+	} {
+		if got := IsBearerToken(s); got != want {
+			t.Errorf("IsBearerToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestChallengesNameEachAuthorizationScheme(t *testing.T) {
+	t.Parallel()
+	basicOnly := []string{`Basic realm="w\"x", charset="UTF-8"`}
+	for _, tt := range []struct {
+		schemes Schemes
+		want    []string
+	}{
+		{SchemeBasic, basicOnly},
+		{SchemeBasic | SchemeAPIKey, basicOnly},
+		{SchemeBasic | SchemeBearer, []string{basicOnly[0], `Bearer realm="w\"x"`}},
+		{SchemeBearer | SchemeAPIKey, []string{`Bearer realm="w\"x"`}},
+		{SchemeAPIKey, []string{`X-API-Key realm="w\"x"`}},
+	} {
+		if got := Challenges(`w"x`, tt.schemes); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("Challenges(%v) = %q, want %q", tt.schemes, got, tt.want)
+		}
+	}
+}
+
+func TestVerifyAllocatesNothing(t *testing.T) {
+	c := mustSchemes(t, mustNew(t, "paperspace", "secret"), "basic,bearer,x-api-key")
+	for _, cr := range []Credentials{
+		{Authorization: basic("paperspace:secret"), HasAuthorization: true},
+		{Authorization: []byte("Bearer secret"), HasAuthorization: true},
+		{Authorization: []byte("Bearer wrong"), HasAuthorization: true},
+		{APIKey: []byte("secret"), APIKeys: 1},
+		{},
+	} {
+		if n := testing.AllocsPerRun(100, func() { c.Verify(cr, now) }); n != 0 {
+			t.Errorf("Verify(%q / %q) allocates %.0f times, want 0", cr.Authorization, cr.APIKey, n)
+		}
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	const user, password, previous = "paperspace", "pa-ss_w0rd", "old.one"
+	c, err := mustSchemes(f, mustNew(f, user, password), "basic,bearer,x-api-key").WithPrevious(previous, now.Add(time.Minute))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte("Bearer "+password), true, []byte(""), 0)
+	f.Add([]byte(""), false, []byte(previous), 1)
+	f.Add([]byte(""), false, []byte(password), 2)
+	f.Add([]byte("bearer  "+previous+"=="), true, []byte(password), 1)
+	f.Add(basic(user+":"+password), true, []byte(password), 1)
+	f.Fuzz(func(t *testing.T, authorization []byte, has bool, key []byte, keys int) {
+		cr := Credentials{Authorization: authorization, HasAuthorization: has, APIKey: key, APIKeys: keys}
+		r, carrier := c.Verify(cr, now)
+		// What may pass, worked out the slow way.
+		var secret string
+		matched := false
+		switch {
+		case has || len(authorization) > 0:
+			if tok, ok := basicCredentials(authorization); ok && len(authorization) > 0 {
+				d, err := base64.StdEncoding.DecodeString(string(tok))
+				if u, p, found := strings.Cut(string(d), ":"); err == nil && found && u == user {
+					secret, matched = p, true
+				}
+			} else if tok, ok := schemeToken(authorization, "bearer"); ok && len(authorization) > 0 {
+				secret, matched = string(tok), true
+			}
+		case keys == 1:
+			secret, matched = string(key), true
+		}
+		wantOK := matched && secret == password
+		wantPrevious := matched && secret == previous
+		if (r == OK) != wantOK || (r == Previous) != wantPrevious {
+			t.Fatalf("Verify(%+v) = %v via %v; want ok %v, previous %v", cr, r, carrier, wantOK, wantPrevious)
+		}
+		if r > WrongPassword || carrier > CarrierOther {
+			t.Fatalf("Verify(%+v) = unknown %d, %d", cr, r, carrier)
+		}
+	})
+}

@@ -56,8 +56,8 @@ const (
 	poolSize = 256
 )
 
-// now is the time every check runs at; no checker here has a previous
-// password, so it does not matter.
+// now is the time every check runs at; the checkers with a previous secret
+// accept it until an hour later.
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 // sink keeps the results of the timed calls alive.
@@ -244,9 +244,68 @@ func setup() ([]comparison, string, error) {
 		{name: "A/A: two checkers, same secret, same wrong input", kind: info, checkers: pair(check, twin), gens: gens(anyWrong, anyWrong)},
 		{name: "A/A: no prefix vs no prefix", kind: info, checkers: pair(check, check), gens: gens(noPrefix, noPrefix)},
 		{name: "correct credentials vs no prefix", kind: info, checkers: pair(check, check), gens: gens(noPrefix, correct)},
-		{name: "LEAKY bytes.Equal: long prefix vs no prefix", kind: control, checkers: pair(leaky, leaky), gens: gens(noPrefix, longPrefix)},
-		{name: "LEAKY bytes.Equal: half prefix vs no prefix", kind: controlInfo, checkers: pair(leaky, leaky), gens: gens(noPrefix, halfPrefix)},
 	}
+
+	// The same questions for the secret-only carriers (Bearer, x-api-key),
+	// and for every carrier whether the current or the previous secret
+	// matched. Each carrier's checker accepts every scheme and a previous
+	// secret, as a rollover would.
+	previous, err := randomBase64(32)
+	if err != nil {
+		return nil, "", err
+	}
+	withAll := func(secret string) (*auth.Checker, error) {
+		c, err := auth.New(user, secret)
+		if err != nil {
+			return nil, err
+		}
+		if c, err = c.WithSchemes(auth.SchemeBasic | auth.SchemeBearer | auth.SchemeAPIKey); err != nil {
+			return nil, err
+		}
+		return c.WithPrevious(previous, now.Add(time.Hour))
+	}
+	rolling, err := withAll(secret)
+	if err != nil {
+		return nil, "", err
+	}
+	rollingShort, err := withAll(short)
+	if err != nil {
+		return nil, "", err
+	}
+	rollingLong, err := withAll(long)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, carrier := range []struct {
+		name string
+		wrap func(*auth.Checker) checker
+		enc  func(secret string) []byte
+	}{
+		{"basic", func(c *auth.Checker) checker { return c }, func(p string) []byte { return basic(user, p) }},
+		{"bearer", func(c *auth.Checker) checker { return c }, func(p string) []byte { return []byte("Bearer " + p) }},
+		{"x-api-key", func(c *auth.Checker) checker { return apiKeyChecker{c} }, func(p string) []byte { return []byte(p) }},
+	} {
+		c := carrier.wrap(rolling)
+		gen := func(f func() string) generator { return func() []byte { return carrier.enc(f()) } }
+		noPrefix := gen(func() string { return unlike(secret) })
+		longPrefix := gen(func() string { return secret[:n-1] + unlike(secret[n-1:]) })
+		current := gen(func() string { return secret })
+		old := gen(func() string { return previous })
+		anyWrong := gen(func() string { return unlike(secret + short + long)[:n] })
+		if carrier.name != "basic" {
+			comparisons = append(comparisons,
+				comparison{name: carrier.name + ": long prefix vs no prefix", kind: passFail, checkers: pair(c, c), gens: gens(noPrefix, longPrefix)},
+				comparison{name: carrier.name + ": secret of 64 vs 8 bytes, same wrong input", kind: passFail,
+					checkers: pair(carrier.wrap(rollingShort), carrier.wrap(rollingLong)), gens: gens(anyWrong, anyWrong)})
+		}
+		comparisons = append(comparisons,
+			comparison{name: carrier.name + ": previous secret matched vs current", kind: passFail, checkers: pair(c, c), gens: gens(current, old)})
+	}
+
+	comparisons = append(comparisons,
+		comparison{name: "LEAKY bytes.Equal: long prefix vs no prefix", kind: control, checkers: pair(leaky, leaky), gens: gens(noPrefix, longPrefix)},
+		comparison{name: "LEAKY bytes.Equal: half prefix vs no prefix", kind: controlInfo, checkers: pair(leaky, leaky), gens: gens(noPrefix, halfPrefix)},
+	)
 	for i := range comparisons {
 		if err := comparisons[i].draw(); err != nil {
 			return nil, "", err
@@ -292,6 +351,14 @@ func (c *comparison) draw() error {
 		}
 	}
 	return nil
+}
+
+// apiKeyChecker offers its input as an x-api-key header.
+type apiKeyChecker struct{ c *auth.Checker }
+
+func (a apiKeyChecker) Check(key []byte, now time.Time) auth.Result {
+	r, _ := a.c.Verify(auth.Credentials{APIKey: key, APIKeys: 1}, now)
+	return r
 }
 
 // leakyChecker does the same work as auth.Checker.Check (decode, split,
