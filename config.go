@@ -50,6 +50,9 @@ type config struct {
 	PreviousPasswordFile string `env:"PREVIOUS_PASSWORD_FILE"`
 	// PreviousPasswordUntil is when the previous secret stops working.
 	PreviousPasswordUntil time.Time `env:"PREVIOUS_PASSWORD_UNTIL"`
+	// AuthSchemes lists the carriers of the secret that warden accepts:
+	// basic, bearer, x-api-key.
+	AuthSchemes string `env:"AUTH_SCHEMES" envDefault:"basic"`
 	// Realm is named in the WWW-Authenticate challenge.
 	Realm string `env:"REALM" envDefault:"warden"`
 	// UpstreamTimeout bounds connecting and the wait for response headers.
@@ -114,6 +117,7 @@ type settings struct {
 	// The secrets themselves live in the checker only; the start line shows
 	// where they came from and their fingerprints.
 	secretSource, fingerprint           string
+	schemes                             auth.Schemes
 	previousSource, previousFingerprint string
 	previousUntil                       time.Time // zero without a previous secret
 	logLevel                            zerolog.Level
@@ -253,6 +257,9 @@ func (c *config) validate(environ map[string]string) []error {
 	if c.Realm == "" {
 		bad("WARDEN_REALM", "must not be empty")
 	}
+	if _, err := auth.ParseSchemes(c.AuthSchemes); err != nil {
+		bad("WARDEN_AUTH_SCHEMES", "%v", err)
+	}
 	if why := usernameProblem(c.Username); why != "" {
 		bad("WARDEN_USERNAME", "%s", why)
 	}
@@ -279,6 +286,22 @@ func (c *config) validate(environ map[string]string) []error {
 		if r, err := strconv.ParseFloat(v, 64); err != nil || !(r > 0 && r <= 1) {
 			bad("AUTOMEMLIMIT", "want off, or the share of the container's memory limit that Go may use, in (0, 1] such as 0.9; got %q", v)
 		}
+	}
+	return problems
+}
+
+// bearerProblems reports a secret that no Bearer token can carry: RFC 6750
+// allows only letters, digits, "-._~+/" and trailing "=", so with bearer
+// enabled such a secret could never match. The message names where the
+// secret came from, never the secret.
+func bearerProblems(source, secret, previousSource, previous string) []error {
+	var problems []error
+	const why = "WARDEN_AUTH_SCHEMES: bearer is enabled, but the secret in %s has characters a Bearer token cannot carry (RFC 6750: letters, digits, - . _ ~ + / and trailing =); use such a secret, or leave bearer out"
+	if !auth.IsBearerToken(secret) {
+		problems = append(problems, fmt.Errorf(why, source))
+	}
+	if previous != "" && !auth.IsBearerToken(previous) {
+		problems = append(problems, fmt.Errorf(why, previousSource))
 	}
 	return problems
 }
@@ -405,6 +428,16 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 				problems = append(problems, fmt.Errorf("%s: %w", s.previousSource, err))
 			}
 			s.previousFingerprint, s.previousUntil = auth.Fingerprint(previous), c.PreviousPasswordUntil
+		}
+		if schemes, serr := auth.ParseSchemes(c.AuthSchemes); serr == nil && err == nil {
+			ch, err = ch.WithSchemes(schemes)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("WARDEN_AUTH_SCHEMES: %w", err))
+			}
+			if schemes.Has(auth.CarrierBearer) {
+				problems = append(problems, bearerProblems(s.secretSource, secret, s.previousSource, previous)...)
+			}
+			s.schemes = schemes
 		}
 		if err == nil && s.mode == modeProtected {
 			checker = ch

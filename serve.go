@@ -154,6 +154,7 @@ func logStart(log zerolog.Logger, cfg *settings, listen, admin net.Addr) {
 	}
 	if cfg.mode == modeProtected {
 		e = e.Str("username", cfg.Username).
+			Str("auth_schemes", cfg.schemes.String()).
 			Str("secret_source", cfg.secretSource).
 			Str("secret_fingerprint", cfg.fingerprint)
 		if cfg.previousFingerprint != "" {

@@ -40,6 +40,9 @@ func TestBadConfigurationExitsNamingTheVariable(t *testing.T) {
 		{"header limit too small", map[string]string{"WARDEN_MAX_HEADER_BYTES": "10"}, []string{"WARDEN_MAX_HEADER_BYTES"}},
 		{"connection limit zero", map[string]string{"WARDEN_MAX_CONNS": "0"}, []string{"WARDEN_MAX_CONNS"}},
 		{"connection limit not a number", map[string]string{"WARDEN_MAX_CONNS": "many"}, []string{"WARDEN_MAX_CONNS"}},
+		{"unknown auth scheme", map[string]string{"WARDEN_PASSWORD": "x", "WARDEN_AUTH_SCHEMES": "basic,digest"}, []string{"WARDEN_AUTH_SCHEMES", "digest"}},
+		{"auth schemes with an empty item", map[string]string{"WARDEN_PASSWORD": "x", "WARDEN_AUTH_SCHEMES": "basic,"}, []string{"WARDEN_AUTH_SCHEMES"}},
+		{"bearer with a secret no token can carry", map[string]string{"WARDEN_PASSWORD": "has space:colon", "WARDEN_AUTH_SCHEMES": "basic,bearer"}, []string{"WARDEN_AUTH_SCHEMES", "WARDEN_PASSWORD"}},
 		{"Go memory share above 1", map[string]string{"AUTOMEMLIMIT": "1.5"}, []string{"AUTOMEMLIMIT"}},
 		{"Go memory share not a number", map[string]string{"AUTOMEMLIMIT": "most"}, []string{"AUTOMEMLIMIT"}},
 		{"several at once", map[string]string{
@@ -66,6 +69,9 @@ func TestBadConfigurationExitsNamingTheVariable(t *testing.T) {
 				t.Errorf("want one message, got %d:\n%s", n, out)
 			}
 			if strings.Contains(out, "x\"") && tc.env["WARDEN_PASSWORD"] == "x" {
+				t.Errorf("output quotes the password: %s", out)
+			}
+			if pw := tc.env["WARDEN_PASSWORD"]; len(pw) > 1 && strings.Contains(out, pw) {
 				t.Errorf("output quotes the password: %s", out)
 			}
 		})

@@ -22,14 +22,16 @@ func (p *Proxy) admit(x *exchange) bool {
 		if p.throttled(x) {
 			return false
 		}
-		switch r := p.auth.Check(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), x.start); r {
+		r, carrier := p.auth.Verify(credentials(&ctx.Request.Header), x.start)
+		switch r {
 		case auth.OK:
 		case auth.Previous:
 			x.previous = true
 		default:
-			p.refuse(x, r)
+			p.refuse(x, r, carrier)
 			return false
 		}
+		p.m.authAccepted[carrier].Inc()
 	}
 	if p.cfg.MaxBodyBytes > 0 && int64(ctx.Request.Header.ContentLength()) > p.cfg.MaxBodyBytes {
 		// The client may be sending the body already; the connection
@@ -39,6 +41,31 @@ func (p *Proxy) admit(x *exchange) bool {
 	}
 	return true
 }
+
+// credentials gathers what a request offers as proof of the secret. Only a
+// request without a non-empty Authorization header pays for looking further:
+// whether it has an empty one (which still decides), and its x-api-key
+// headers.
+func credentials(h *fasthttp.RequestHeader) auth.Credentials {
+	cr := auth.Credentials{Authorization: h.Peek(fasthttp.HeaderAuthorization)}
+	if len(cr.Authorization) > 0 {
+		cr.HasAuthorization = true
+		return cr
+	}
+	cr.HasAuthorization = len(h.PeekAll(fasthttp.HeaderAuthorization)) > 0
+	if cr.HasAuthorization {
+		return cr
+	}
+	keys := h.PeekAll(headerAPIKey)
+	cr.APIKeys = len(keys)
+	if cr.APIKeys > 0 {
+		cr.APIKey = keys[0]
+	}
+	return cr
+}
+
+// headerAPIKey names the x-api-key carrier (a header name, not a secret).
+const headerAPIKey = "X-Api-Key" //nolint:gosec // G101: a header name
 
 // throttled answers 429 to a client that failed to log in too often,
 // without checking its credentials. While no client is throttled it costs
@@ -63,15 +90,17 @@ func (p *Proxy) throttled(x *exchange) bool {
 
 // refuse answers 401 with the challenge and counts the failed login. The
 // reason is counted and logged at debug level, never the credential.
-func (p *Proxy) refuse(x *exchange, r auth.Result) {
+func (p *Proxy) refuse(x *exchange, r auth.Result, carrier auth.Carrier) {
 	ctx, start := x.ctx, x.start
-	p.m.authFailures[r].Inc()
+	p.m.authFailures[r][carrier].Inc()
 	writeFailure(&ctx.Response, failUnauthorized)
-	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, p.challenge)
+	for _, c := range p.challenges {
+		ctx.Response.Header.AddBytesV(fasthttp.HeaderWWWAuthenticate, c)
+	}
 	x.finish(failUnauthorized.status, int64(len(failUnauthorized.body)), failUnauthorized.code, false)
 	if e := p.log.Debug(); e.Enabled() {
 		var ip [64]byte
-		e.Str("reason", r.String()).Bytes("client", appendClientIP(ip[:0], ctx.RemoteAddr())).
+		e.Str("reason", r.String()).Str("scheme", carrier.String()).Bytes("client", appendClientIP(ip[:0], ctx.RemoteAddr())).
 			Bytes("path", rawPath(ctx.Request.Header.RequestURI())).Msg("request refused")
 	}
 	p.countFailure(ctx, start)

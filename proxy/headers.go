@@ -22,6 +22,9 @@ const (
 	// kindCredentials is Authorization or Proxy-Authorization: the secret
 	// stops at warden and never reaches the upstream.
 	kindCredentials
+	// kindAPIKey is x-api-key: a carrier of the secret when warden accepts
+	// it (and then stripped like Authorization), else an ordinary header.
+	kindAPIKey
 	kindHost
 	kindXForwardedFor
 	kindXForwardedHost
@@ -56,6 +59,10 @@ func classify(name []byte) headerKind {
 		}
 		if equalFold(name, "trailer") {
 			return kindHop
+		}
+	case 9:
+		if equalFold(name, "x-api-key") {
+			return kindAPIKey
 		}
 	case 10:
 		if equalFold(name, "connection") {

@@ -24,7 +24,8 @@ type Metrics struct {
 	start   time.Time
 
 	requests       [600]counter // by status code; higher codes are counted as 599
-	authFailures   [len(auth.Results)]counter
+	authFailures   [len(auth.Results)][len(auth.Carriers)]counter
+	authAccepted   [len(auth.Carriers)]counter
 	upstreamErrors [len(upstreamErrorKinds)]counter
 	inFlight       gauge
 	duration       *histogram
@@ -42,6 +43,28 @@ type Metrics struct {
 	draining       gauge
 	configMode     string
 	configTLS      bool
+}
+
+// authFailureSeries are the (reason, carrier) pairs a refusal can have,
+// each exposed from the start.
+var authFailureSeries = func() []authFailure {
+	var out []authFailure
+	add := func(r auth.Result, cs ...auth.Carrier) {
+		for _, c := range cs {
+			out = append(out, authFailure{r, c})
+		}
+	}
+	add(auth.Missing, auth.CarrierNone)
+	add(auth.Scheme, auth.CarrierBasic, auth.CarrierBearer, auth.CarrierAPIKey, auth.CarrierOther)
+	add(auth.Malformed, auth.CarrierBasic, auth.CarrierBearer, auth.CarrierAPIKey)
+	add(auth.WrongUser, auth.CarrierBasic)
+	add(auth.WrongPassword, auth.CarrierBasic, auth.CarrierBearer, auth.CarrierAPIKey)
+	return out
+}()
+
+type authFailure struct {
+	r auth.Result
+	c auth.Carrier
 }
 
 // upstreamErrorKinds label warden_upstream_errors_total.
@@ -133,11 +156,13 @@ func (m *Metrics) AppendText(b []byte) []byte {
 			w.sample("warden_requests_total", "code", strconv.Itoa(code), float64(n))
 		}
 	}
-	w.family("warden_auth_failures_total", "counter", "Requests refused with 401, by reason: missing, scheme, malformed, wrong_user, wrong_password.")
-	for _, r := range auth.Results {
-		if !r.Accepted() {
-			w.sample("warden_auth_failures_total", "reason", r.String(), float64(m.authFailures[r].Load()))
-		}
+	w.family("warden_auth_failures_total", "counter", "Requests refused with 401, by reason (missing, scheme, malformed, wrong_user, wrong_password) and by the carrier the client used (scheme: basic, bearer, x-api-key; none when it sent no credential, other for an unknown Authorization scheme).")
+	for _, f := range authFailureSeries {
+		w.sample2("warden_auth_failures_total", "reason", f.r.String(), "scheme", f.c.String(), float64(m.authFailures[f.r][f.c].Load()))
+	}
+	w.family("warden_auth_accepted_total", "counter", "Requests whose credentials were accepted, by carrier (scheme: basic, bearer, x-api-key).")
+	for _, c := range [...]auth.Carrier{auth.CarrierBasic, auth.CarrierBearer, auth.CarrierAPIKey} {
+		w.sample("warden_auth_accepted_total", "scheme", c.String(), float64(m.authAccepted[c].Load()))
 	}
 	w.family("warden_upstream_errors_total", "counter", "Failed exchanges with the upstream, by kind: connect, connect_timeout, timeout, busy, protocol, body.")
 	for i, kind := range upstreamErrorKinds {
@@ -241,12 +266,27 @@ func (w *textWriter) single(name, kind, help string, v float64) {
 }
 
 func (w *textWriter) sample(name, label, value string, v float64) {
+	w.labelled(name, v, label, value)
+}
+
+func (w *textWriter) sample2(name, label1, value1, label2, value2 string, v float64) {
+	w.labelled(name, v, label1, value1, label2, value2)
+}
+
+// labelled appends one sample with its labels, given as name, value pairs.
+func (w *textWriter) labelled(name string, v float64, pairs ...string) {
 	w.b = append(w.b, name...)
 	w.b = append(w.b, '{')
-	w.b = append(w.b, label...)
-	w.b = append(w.b, `="`...)
-	w.b = appendLabelValue(w.b, value)
-	w.b = append(w.b, `"} `...)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.b = append(w.b, pairs[i]...)
+		w.b = append(w.b, `="`...)
+		w.b = appendLabelValue(w.b, pairs[i+1])
+		w.b = append(w.b, '"')
+	}
+	w.b = append(w.b, "} "...)
 	w.b = appendValue(w.b, v)
 	w.b = append(w.b, '\n')
 }

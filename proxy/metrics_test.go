@@ -78,7 +78,8 @@ func TestMetricsTextFormat(t *testing.T) {
 	m.code(200).Inc()
 	m.code(401).Inc()
 	m.code(999).Inc() // clamped
-	m.authFailures[auth.WrongPassword].Inc()
+	m.authFailures[auth.WrongPassword][auth.CarrierBearer].Inc()
+	m.authAccepted[auth.CarrierAPIKey].Inc()
 	m.upstreamError("timeout")
 	m.upstreamError("no-such-kind")
 	m.inFlight.Inc()
@@ -87,25 +88,29 @@ func TestMetricsTextFormat(t *testing.T) {
 	m.duration.Observe(10 * time.Minute)
 	s := parseExposition(t, string(m.AppendText(nil)))
 	for key, want := range map[string]float64{
-		`warden_requests_total{code="200"}`:                      2,
-		`warden_requests_total{code="401"}`:                      1,
-		`warden_requests_total{code="599"}`:                      1,
-		`warden_auth_failures_total{reason="wrong_password"}`:    1,
-		`warden_auth_failures_total{reason="missing"}`:           0,
-		`warden_upstream_errors_total{kind="timeout"}`:           1,
-		`warden_requests_in_flight`:                              1,
-		`warden_request_duration_seconds_bucket{le="0.001"}`:     0,
-		`warden_request_duration_seconds_bucket{le="0.005"}`:     1,
-		`warden_request_duration_seconds_bucket{le="2.5"}`:       2,
-		`warden_request_duration_seconds_bucket{le="300"}`:       2,
-		`warden_request_duration_seconds_bucket{le="+Inf"}`:      3,
-		`warden_request_duration_seconds_count`:                  3,
-		`warden_request_duration_seconds_sum`:                    602.003,
-		`warden_build_info{version="v1 \"quoted\" \\ back"}`:     1,
-		`warden_config_info{mode="protected",tls="true"}`:        1,
-		`warden_auth_previous_secret_deadline_timestamp_seconds`: 1_800_000_000.5,
-		`process_open_fds`:                                       -1, // present
-		`go_goroutines`:                                          -1,
+		`warden_requests_total{code="200"}`:                                   2,
+		`warden_requests_total{code="401"}`:                                   1,
+		`warden_requests_total{code="599"}`:                                   1,
+		`warden_auth_failures_total{reason="wrong_password",scheme="bearer"}`: 1,
+		`warden_auth_failures_total{reason="wrong_password",scheme="basic"}`:  0,
+		`warden_auth_failures_total{reason="missing",scheme="none"}`:          0,
+		`warden_auth_failures_total{reason="scheme",scheme="other"}`:          0,
+		`warden_auth_accepted_total{scheme="x-api-key"}`:                      1,
+		`warden_auth_accepted_total{scheme="basic"}`:                          0,
+		`warden_upstream_errors_total{kind="timeout"}`:                        1,
+		`warden_requests_in_flight`:                                           1,
+		`warden_request_duration_seconds_bucket{le="0.001"}`:                  0,
+		`warden_request_duration_seconds_bucket{le="0.005"}`:                  1,
+		`warden_request_duration_seconds_bucket{le="2.5"}`:                    2,
+		`warden_request_duration_seconds_bucket{le="300"}`:                    2,
+		`warden_request_duration_seconds_bucket{le="+Inf"}`:                   3,
+		`warden_request_duration_seconds_count`:                               3,
+		`warden_request_duration_seconds_sum`:                                 602.003,
+		`warden_build_info{version="v1 \"quoted\" \\ back"}`:                  1,
+		`warden_config_info{mode="protected",tls="true"}`:                     1,
+		`warden_auth_previous_secret_deadline_timestamp_seconds`:              1_800_000_000.5,
+		`process_open_fds`: -1, // present
+		`go_goroutines`:    -1,
 	} {
 		got, ok := s[key]
 		if !ok {
@@ -144,7 +149,7 @@ func TestMetricsParseWithThePrometheusReferenceParser(t *testing.T) {
 	m := NewMetrics(`v1 "quoted" \ back`)
 	m.SetConfig("protected", true, time.UnixMilli(1_800_000_000_500))
 	m.code(200).Inc()
-	m.authFailures[auth.Missing].Inc()
+	m.authFailures[auth.Missing][auth.CarrierNone].Inc()
 	m.upstreamError("body")
 	m.duration.Observe(3 * time.Millisecond)
 	m.upstreamWait.Observe(time.Second)
@@ -159,6 +164,8 @@ func TestMetricsParseWithThePrometheusReferenceParser(t *testing.T) {
 		"warden_request_duration_seconds":         dto.MetricType_HISTOGRAM,
 		"warden_upstream_response_header_seconds": dto.MetricType_HISTOGRAM,
 		"warden_requests_in_flight":               dto.MetricType_GAUGE,
+		"warden_auth_failures_total":              dto.MetricType_COUNTER,
+		"warden_auth_accepted_total":              dto.MetricType_COUNTER,
 		"warden_build_info":                       dto.MetricType_GAUGE,
 		"process_open_fds":                        dto.MetricType_GAUGE,
 		"go_goroutines":                           dto.MetricType_GAUGE,

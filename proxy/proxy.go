@@ -30,10 +30,12 @@ import (
 	"github.com/paperspace/warden/throttle"
 )
 
-// Authenticator checks the value of a request's Authorization header at a
-// given time. *auth.Checker implements it.
+// Authenticator checks a request's credentials at a given time, and says
+// which carriers it accepts (for the challenges, and for the credential
+// headers to strip). *auth.Checker implements it.
 type Authenticator interface {
-	Check(authorization []byte, now time.Time) auth.Result
+	Verify(c auth.Credentials, now time.Time) (auth.Result, auth.Carrier)
+	Schemes() auth.Schemes
 }
 
 var _ Authenticator = (*auth.Checker)(nil)
@@ -173,13 +175,16 @@ func (cfg *Config) complete() error {
 // New; its methods are safe for concurrent use. Its life: Start, then Drain
 // when told to stop, Shutdown once the drain delay is over, Close last.
 type Proxy struct {
-	cfg       Config
-	adm       *admission
-	auth      Authenticator
-	challenge string
-	up        *upstream
-	log       zerolog.Logger
-	m         *Metrics
+	cfg        Config
+	adm        *admission
+	auth       Authenticator
+	challenges [][]byte // WWW-Authenticate values, one per scheme
+	// stripAPIKey: x-api-key is a carrier of the secret here, so it stops
+	// at warden like Authorization.
+	stripAPIKey bool
+	up          *upstream
+	log         zerolog.Logger
+	m           *Metrics
 
 	exchanges sync.Pool
 	tunnels   tunnels
@@ -212,11 +217,10 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 		return nil, err
 	}
 	p := &Proxy{
-		cfg:       cfg,
-		auth:      cfg.Auth,
-		challenge: auth.Challenge(cfg.Realm),
-		log:       cfg.Log,
-		m:         cfg.Metrics,
+		cfg:  cfg,
+		auth: cfg.Auth,
+		log:  cfg.Log,
+		m:    cfg.Metrics,
 		up: newUpstream(upstreamConfig{
 			addr:        cfg.Upstream,
 			maxConns:    cfg.UpstreamMaxConns,
@@ -226,6 +230,13 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 			writeBuf:    4 << 10,
 			dial:        dial,
 		}),
+	}
+	if p.auth != nil {
+		schemes := p.auth.Schemes()
+		for _, c := range auth.Challenges(cfg.Realm, schemes) {
+			p.challenges = append(p.challenges, []byte(c))
+		}
+		p.stripAPIKey = schemes.Has(auth.CarrierAPIKey)
 	}
 	p.adm = newAdmission(cfg.MaxConns, cfg.Metrics)
 	cfg.Metrics.connsOpen = p.adm.open.Load

@@ -293,19 +293,34 @@ func TestHandlerRefusalAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	r := newRig(t, nil)
-	var req fasthttp.Request
-	if err := req.Read(bufio.NewReader(strings.NewReader("GET /v1 HTTP/1.1\r\nHost: x\r\nAuthorization: Basic eDp5\r\n\r\n"))); err != nil {
-		t.Fatal(err)
-	}
-	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, nil, nil)
-	r.p.ServeHTTP(&ctx) // warm up the per-code counter
-	if n := testing.AllocsPerRun(200, func() {
-		ctx.Response.Reset()
-		r.p.ServeHTTP(&ctx)
-	}); n != 0 {
-		t.Fatalf("a refused request allocates %.1f times, want 0", n)
+	r := newRig(t, func(c *Config) {
+		checker, _ := auth.New(testUser, testPassword)
+		c.Auth, _ = checker.WithSchemes(auth.SchemeBasic | auth.SchemeBearer | auth.SchemeAPIKey)
+	})
+	for _, h := range []string{
+		"Authorization: Basic eDp5",
+		"Authorization: Bearer wrong",
+		"X-Api-Key: wrong",
+		"X-Api-Key: a\r\nX-Api-Key: b",
+		"Authorization:",
+		"X-Other: nothing",
+	} {
+		var req fasthttp.Request
+		if err := req.Read(bufio.NewReader(strings.NewReader("GET /v1 HTTP/1.1\r\nHost: x\r\n" + h + "\r\n\r\n"))); err != nil {
+			t.Fatal(err)
+		}
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&req, nil, nil)
+		r.p.ServeHTTP(&ctx) // warm up the per-code counter
+		if got := ctx.Response.StatusCode(); got != 401 {
+			t.Fatalf("%q: status %d", h, got)
+		}
+		if n := testing.AllocsPerRun(200, func() {
+			ctx.Response.Reset()
+			r.p.ServeHTTP(&ctx)
+		}); n != 0 {
+			t.Fatalf("a refused request (%q) allocates %.1f times, want 0", h, n)
+		}
 	}
 }
 
@@ -319,18 +334,24 @@ func TestProxiedRequestAllocatesNothing(t *testing.T) {
 	defer stop()
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.SetRequestURI("http://" + c.Addr + "/v1/completions")
-	req.Header.Set("Authorization", goodAuth)
 	run := func() {
 		if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 			t.Fatalf("%v %d", err, resp.StatusCode())
 		}
 	}
-	for range 100 {
-		run()
-	}
-	// AllocsPerRun rounds down: a stray allocation in a runtime timer or GC
-	// does not count, one per request does.
-	if n := testing.AllocsPerRun(500, run); n != 0 {
-		t.Fatalf("a proxied request allocates %.0f times, want 0", n)
+	for _, carrier := range []struct{ name, value string }{
+		{"Authorization", goodAuth},
+		{"X-Api-Key", testPassword},
+	} {
+		req.Header.Del("Authorization")
+		req.Header.Set(carrier.name, carrier.value)
+		for range 100 {
+			run()
+		}
+		// AllocsPerRun rounds down: a stray allocation in a runtime timer or GC
+		// does not count, one per request does.
+		if n := testing.AllocsPerRun(500, run); n != 0 {
+			t.Fatalf("a proxied request (%s) allocates %.0f times, want 0", carrier.name, n)
+		}
 	}
 }

@@ -33,6 +33,7 @@ func benchRig(b testing.TB, failureLimit int) (*fasthttp.HostClient, func()) {
 func benchRigTo(b testing.TB, upstream string, failureLimit int) (*fasthttp.HostClient, func()) {
 	b.Helper()
 	checker, _ := auth.New(testUser, testPassword)
+	checker, _ = checker.WithSchemes(auth.SchemeBasic | auth.SchemeBearer | auth.SchemeAPIKey)
 	p, err := New(Config{
 		Upstream: upstream, Auth: checker, Realm: "w", UpstreamTimeout: 5 * time.Second,
 		UpstreamIdleTimeout: time.Second, UpstreamMaxConns: 1024, MaxHeaderBytes: 32 << 10,

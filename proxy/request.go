@@ -67,6 +67,10 @@ func (x *exchange) buildHead() bool {
 		case kindHop, kindFraming, kindCredentials, kindConnection,
 			kindXForwardedHost, kindXForwardedProto, kindUpgrade:
 			continue
+		case kindAPIKey:
+			if x.p.stripAPIKey || hasTokens && x.tokens.has(k) {
+				continue
+			}
 		case kindXForwardedFor:
 			if len(x.xff) > 0 {
 				x.xff = append(x.xff, ", "...)

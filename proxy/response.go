@@ -110,7 +110,7 @@ func (x *exchange) streamHTTP10() {
 	}
 	b = append(b, "\r\n"...)
 	for k, v := range h.All() {
-		if classify(k) == kindOther {
+		if kind := classify(k); kind == kindOther || kind == kindAPIKey {
 			b = appendHeader(b, k, v)
 		}
 	}

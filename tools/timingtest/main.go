@@ -295,8 +295,10 @@ func setup() ([]comparison, string, error) {
 		if carrier.name != "basic" {
 			comparisons = append(comparisons,
 				comparison{name: carrier.name + ": long prefix vs no prefix", kind: passFail, checkers: pair(c, c), gens: gens(noPrefix, longPrefix)},
-				comparison{name: carrier.name + ": secret of 64 vs 8 bytes, same wrong input", kind: passFail,
-					checkers: pair(carrier.wrap(rollingShort), carrier.wrap(rollingLong)), gens: gens(anyWrong, anyWrong)})
+				comparison{
+					name: carrier.name + ": secret of 64 vs 8 bytes, same wrong input", kind: passFail,
+					checkers: pair(carrier.wrap(rollingShort), carrier.wrap(rollingLong)), gens: gens(anyWrong, anyWrong),
+				})
 		}
 		comparisons = append(comparisons,
 			comparison{name: carrier.name + ": previous secret matched vs current", kind: passFail, checkers: pair(c, c), gens: gens(current, old)})
