@@ -59,6 +59,7 @@ func TestRefusedRequestsGetTheSame401AndNeverReachTheUpstream(t *testing.T) {
 			if got := resp.Header.Get("X-Warden-Error"); got != "unauthorized" {
 				t.Errorf("%s: X-Warden-Error = %q, want unauthorized", name, got)
 			}
+			checkShouldRetry(t, resp.Header, "unauthorized")
 			if got := resp.Header.Get("Content-Type"); got != "application/json" {
 				t.Errorf("%s: Content-Type = %q", name, got)
 			}

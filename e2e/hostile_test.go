@@ -351,8 +351,12 @@ func checkAnswer(t *testing.T, tc hostileCase, a hostileAnswer) {
 	default:
 		t.Errorf("answered %s; hostile input must get a 4xx or a closed connection", a)
 	}
-	if a.status >= 400 && a.status <= 499 && a.header.Get("X-Warden-Error") == "" {
-		t.Errorf("the %d is not warden's own answer: no X-Warden-Error", a.status)
+	if a.status >= 400 && a.status <= 499 {
+		if code := a.header.Get("X-Warden-Error"); code == "" {
+			t.Errorf("the %d is not warden's own answer: no X-Warden-Error", a.status)
+		} else {
+			checkShouldRetry(t, a.header, code)
+		}
 	}
 }
 

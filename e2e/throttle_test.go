@@ -48,6 +48,8 @@ func TestFailedLoginsGetAClientThrottledUntilTheWindowPasses(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("X-Warden-Error") != "too_many_failed_logins" {
 		t.Fatalf("after 5 failures: %d %q, want 429", resp.StatusCode, resp.Header.Get("X-Warden-Error"))
 	}
+	// A throttled client retrying only prolongs its lock-out.
+	checkShouldRetry(t, resp.Header, "too_many_failed_logins")
 	retry, err := strconv.Atoi(resp.Header.Get("Retry-After"))
 	if err != nil || retry < 1 || retry > 2 {
 		t.Errorf("Retry-After = %q, want 1 or 2 seconds", resp.Header.Get("Retry-After"))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,24 @@ func wardenError(t testing.TB, resp *http.Response, body []byte, status int, cod
 	}
 	if err := json.Unmarshal(body, &v); err != nil || v.Error != code || v.Status != status {
 		t.Errorf("body %q is not warden's JSON for %s", body, code)
+	}
+	checkShouldRetry(t, resp.Header, code)
+}
+
+// retrySafe lists warden's answers given when the model provably never saw
+// the request; every other answer of warden's says a retry is not safe.
+var retrySafe = map[string]bool{"upstream_unavailable": true, "upstream_busy": true, "too_many_connections": true}
+
+// checkShouldRetry checks the X-Should-Retry header (and Retry-After) that
+// the OpenAI and Anthropic SDKs obey.
+func checkShouldRetry(t testing.TB, h http.Header, code string) {
+	t.Helper()
+	want := strconv.FormatBool(retrySafe[code])
+	if got := h.Values("X-Should-Retry"); len(got) != 1 || got[0] != want {
+		t.Errorf("%s: X-Should-Retry = %q, want %s", code, got, want)
+	}
+	if retrySafe[code] && h.Get("Retry-After") == "" {
+		t.Errorf("%s: no Retry-After", code)
 	}
 }
 
@@ -96,4 +115,31 @@ func TestUpstreamBreakingMidBodyClosesTheClientConnection(t *testing.T) {
 	// Before any response byte, it is a 502.
 	resp, body := do(t, "GET", w.url("/drop?when=headers"), authHeader(), nil)
 	wardenError(t, resp, body, 502, "upstream_error")
+}
+
+// With every upstream connection busy past the timeout, the request never
+// reached the model: 503 upstream_busy says a retry is safe.
+func TestAllUpstreamConnectionsBusyGets503ThatMayBeRetried(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t)
+	w := startWarden(t, merge(protectedEnv(up.addr), map[string]string{
+		"WARDEN_UPSTREAM_MAX_CONNS": "1", "WARDEN_UPSTREAM_TIMEOUT": "700ms",
+	}))
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		// Headers come at once, the body 3 s later: the one connection
+		// stays in use, and no timeout applies to it.
+		req, _ := http.NewRequest("GET", w.url("/prefill?delay=3s"), nil)
+		req.Header = authHeader()
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	resp, body := do(t, "GET", w.url("/echo"), authHeader(), nil)
+	wardenError(t, resp, body, 503, "upstream_busy")
+	<-held
 }

@@ -25,7 +25,7 @@ const maxRefusing = 64
 // refuseTimeout bounds the time spent answering one refused connection.
 const refuseTimeout = time.Second
 
-var failTooManyConns = newFailure(503, "too_many_connections", "warden is serving as many connections as it may; retry after the time in Retry-After")
+var failTooManyConns = newFailure(503, "too_many_connections", "warden is serving as many connections as it may; retry after the time in Retry-After").retryable()
 
 // admission counts the open client connections against the limit.
 type admission struct {

@@ -14,11 +14,25 @@ import (
 // so that clients and load testers can tell warden's answers from the model's.
 const HeaderError = "X-Warden-Error"
 
+// HeaderShouldRetry tells a client whether retrying is safe, in the header
+// that the OpenAI and Anthropic SDKs obey (they retry 5xx and 429 unless it
+// says false, and retry anything when it says true).
+const HeaderShouldRetry = "X-Should-Retry"
+
 // failure is an answer warden gives itself. The body is built once, at start.
 type failure struct {
 	status int
 	code   string // value of X-Warden-Error and of the "error" field
 	body   []byte
+	// retry: the model provably never saw the request, so a retry is safe;
+	// the answer says so and when (Retry-After: 1).
+	retry bool
+}
+
+// retryable returns f saying that a retry is safe.
+func (f failure) retryable() failure {
+	f.retry = true
+	return f
 }
 
 func newFailure(status int, code, message string) failure {
@@ -43,11 +57,14 @@ var (
 	failBodyTooLarge   = newFailure(fasthttp.StatusRequestEntityTooLarge, "body_too_large", "the request body is too large")
 	failMethod         = newFailure(fasthttp.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not supported")
 	failExpectation    = newFailure(fasthttp.StatusExpectationFailed, "expectation_failed", "only the 100-continue expectation is supported")
-	failUnavailable    = newFailure(fasthttp.StatusBadGateway, "upstream_unavailable", "the model server is not accepting connections")
+	failUnavailable    = newFailure(fasthttp.StatusBadGateway, "upstream_unavailable", "the model server is not accepting connections").retryable()
 	failUpstream       = newFailure(fasthttp.StatusBadGateway, "upstream_error", "the model server closed the connection or sent an invalid response")
 	failTimeout        = newFailure(fasthttp.StatusGatewayTimeout, "upstream_timeout", "the model server did not send response headers in time")
+	// failConnectTimeout is the same answer when even the connection did
+	// not open in time: the model never saw the request.
+	failConnectTimeout = newFailure(fasthttp.StatusGatewayTimeout, "upstream_timeout", "the model server did not accept a connection in time").retryable()
 	failThrottled      = newFailure(fasthttp.StatusTooManyRequests, "too_many_failed_logins", "too many failed logins from this client; retry after the time in Retry-After")
-	failBusy           = newFailure(fasthttp.StatusServiceUnavailable, "upstream_busy", "all connections to the model server are in use")
+	failBusy           = newFailure(fasthttp.StatusServiceUnavailable, "upstream_busy", "all connections to the model server are in use").retryable()
 )
 
 // Failures lists every answer warden can produce, for documentation tests.
@@ -62,13 +79,20 @@ func Failures() map[string]int {
 	return m
 }
 
-// writeFailure replaces whatever response ctx holds with f.
+// writeFailure replaces whatever response ctx holds with f, saying whether
+// a retry is safe.
 func writeFailure(resp *fasthttp.Response, f failure) {
 	resp.Reset()
 	resp.SetStatusCode(f.status)
 	resp.Header.SetContentType("application/json")
 	resp.Header.Set(HeaderError, f.code)
 	resp.Header.Set("Cache-Control", "no-store")
+	if f.retry {
+		resp.Header.Set(HeaderShouldRetry, "true")
+		resp.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	} else {
+		resp.Header.Set(HeaderShouldRetry, "false")
+	}
 	resp.SetBodyRaw(f.body)
 }
 
@@ -93,7 +117,7 @@ func upstreamFailure(err error, dialing bool) (f failure, kind string) {
 		return failBusy, "busy"
 	case isTimeout(err):
 		if dialing {
-			return failTimeout, "connect_timeout"
+			return failConnectTimeout, "connect_timeout"
 		}
 		return failTimeout, "timeout"
 	case dialing:
