@@ -65,6 +65,8 @@ soak-short:
 ## with no failing input (golang/go#75804, fixed in Go 1.27).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(or $(FUZZTIME),1000000x) -timeout $(FUZZ_TIMEOUT) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(or $(FUZZTIME),500000x) -timeout $(FUZZ_TIMEOUT) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(or $(FUZZTIME),300000x) -timeout $(FUZZ_TIMEOUT) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzBuildHead$$' -fuzztime $(or $(FUZZTIME),300000x) -timeout $(FUZZ_TIMEOUT) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzChunkedScanner$$' -fuzztime $(or $(FUZZTIME),1000000x) -timeout $(FUZZ_TIMEOUT) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(or $(FUZZTIME),100000x) -timeout $(FUZZ_TIMEOUT) ./proxy

@@ -84,6 +84,8 @@ type config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed when
 	// deciding who the client is.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7" envSeparator:","`
+	// DenyPaths are path prefixes answered 403 even with valid credentials.
+	DenyPaths []string `env:"DENY_PATHS" envSeparator:","`
 	// SSEHeartbeat sends ": keep-alive" on an event stream silent this long;
 	// 0 turns it off.
 	SSEHeartbeat time.Duration `env:"SSE_HEARTBEAT" envDefault:"0s"`
@@ -269,6 +271,9 @@ func (c *config) validate(environ map[string]string) []error {
 	}
 	if c.AuthFailureWindow <= 0 {
 		bad("WARDEN_AUTH_FAILURE_WINDOW", "must be a positive duration such as 1m, got %s", c.AuthFailureWindow)
+	}
+	if err := proxy.CheckDenyPaths(c.DenyPaths); err != nil {
+		bad("WARDEN_DENY_PATHS", "%v", err)
 	}
 	if c.SSEHeartbeat < 0 {
 		bad("WARDEN_SSE_HEARTBEAT", "must be 0 (off) or a positive duration such as 15s, got %s", c.SSEHeartbeat)
@@ -474,6 +479,7 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 		TrustedProxies:      trusted,
 		ServerTiming:        c.ServerTiming,
 		SSEHeartbeat:        c.SSEHeartbeat,
+		DenyPaths:           c.DenyPaths,
 	}
 
 	known := envNames()

@@ -72,7 +72,7 @@ func Failures() map[string]int {
 	m := map[string]int{}
 	for _, f := range []failure{
 		failUnauthorized, failBadRequest, failRequestTimeout, failHeaderTooLarge, failBodyTooLarge,
-		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy, failThrottled, failTooManyConns,
+		failMethod, failExpectation, failUnavailable, failUpstream, failTimeout, failBusy, failThrottled, failTooManyConns, failDenied,
 	} {
 		m[f.code] = f.status
 	}

@@ -29,7 +29,9 @@ type exchange struct {
 	head   []byte           // the request head sent upstream
 	tokens connectionTokens // header names listed in Connection
 	xff    []byte           // X-Forwarded-For values received
-	buf    *[]byte          // body copy buffer, from copyBufs while in use
+	// pathBuf is where a deny-path match normalises the path.
+	pathBuf []byte
+	buf     *[]byte // body copy buffer, from copyBufs while in use
 
 	conn        *conn
 	resp        fasthttp.ResponseHeader // the upstream's response head
@@ -118,7 +120,13 @@ func (x *exchange) reset() {
 	x.sent = 0
 	x.upstreamErr = nil
 	x.heartbeat, x.tailLen = 0, 0
+	if cap(x.pathBuf) > maxKeptPathBuf {
+		x.pathBuf = nil // a rare long path does not stay with the pool
+	}
 }
+
+// maxKeptPathBuf is the largest deny-path scratch buffer an exchange keeps.
+const maxKeptPathBuf = 2 << 10
 
 // record counts a finished request out of in-flight work, in the metrics,
 // and in the access log.

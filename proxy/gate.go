@@ -33,6 +33,9 @@ func (p *Proxy) admit(x *exchange) bool {
 		}
 		p.m.authAccepted[carrier].Inc()
 	}
+	if p.denied(x) {
+		return false
+	}
 	if p.cfg.MaxBodyBytes > 0 && int64(ctx.Request.Header.ContentLength()) > p.cfg.MaxBodyBytes {
 		// The client may be sending the body already; the connection
 		// cannot be reused.

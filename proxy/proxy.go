@@ -85,6 +85,10 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// ServerTiming adds Server-Timing to proxied responses.
 	ServerTiming bool
+	// DenyPaths are path prefixes answered 403 even with valid credentials
+	// (the model server's control routes), matched on the path as the
+	// server will route it. Each starts with "/".
+	DenyPaths []string
 	// SSEHeartbeat sends an SSE comment on an event stream that has been
 	// silent this long, between events; 0 turns it off.
 	SSEHeartbeat time.Duration
@@ -158,6 +162,9 @@ func (cfg *Config) complete() error {
 	if cfg.SSEHeartbeat < 0 {
 		problems = append(problems, fmt.Errorf("SSE heartbeat %s: must not be negative", cfg.SSEHeartbeat))
 	}
+	if err := CheckDenyPaths(cfg.DenyPaths); err != nil {
+		problems = append(problems, err)
+	}
 	if cfg.Realm == "" {
 		cfg.Realm = DefaultRealm
 	}
@@ -182,6 +189,7 @@ type Proxy struct {
 	// stripAPIKey: x-api-key is a carrier of the secret here, so it stops
 	// at warden like Authorization.
 	stripAPIKey bool
+	deny        *denyList // nil: no path is denied
 	up          *upstream
 	log         zerolog.Logger
 	m           *Metrics
@@ -238,6 +246,7 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 		}
 		p.stripAPIKey = schemes.Has(auth.CarrierAPIKey)
 	}
+	p.deny, _ = parseDenyPaths(cfg.DenyPaths) // checked by complete
 	p.adm = newAdmission(cfg.MaxConns, cfg.Metrics)
 	cfg.Metrics.connsOpen = p.adm.open.Load
 	p.exchanges.New = func() any { return &exchange{p: p} }

@@ -151,7 +151,7 @@ message naming the values.
 {{- if and (not $w.upstream) (or (eq (int .Values.model.port) (int $w.port)) (eq (int .Values.model.port) (int $w.adminPort))) }}
 {{- fail "model.port must differ from warden.port and warden.adminPort: they share the pod's network" }}
 {{- end }}
-{{- $managed := list "WARDEN_LISTEN" "WARDEN_ADMIN_LISTEN" "WARDEN_UPSTREAM" "WARDEN_MODE" "WARDEN_USERNAME" "WARDEN_PASSWORD" "WARDEN_PASSWORD_FILE" "WARDEN_PREVIOUS_PASSWORD" "WARDEN_PREVIOUS_PASSWORD_FILE" "WARDEN_PREVIOUS_PASSWORD_UNTIL" "WARDEN_UPSTREAM_TIMEOUT" "WARDEN_LOG_LEVEL" "WARDEN_LOG_FORMAT" "WARDEN_ACCESS_LOG" "WARDEN_TRUSTED_PROXIES" "WARDEN_AUTH_SCHEMES" "WARDEN_AUTH_FAILURE_LIMIT" "WARDEN_AUTH_FAILURE_WINDOW" "WARDEN_SSE_HEARTBEAT" "WARDEN_MAX_BODY_BYTES" "WARDEN_MAX_CONNS" "WARDEN_DRAIN_DELAY" "WARDEN_SHUTDOWN_TIMEOUT" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" }}
+{{- $managed := list "WARDEN_LISTEN" "WARDEN_ADMIN_LISTEN" "WARDEN_UPSTREAM" "WARDEN_MODE" "WARDEN_USERNAME" "WARDEN_PASSWORD" "WARDEN_PASSWORD_FILE" "WARDEN_PREVIOUS_PASSWORD" "WARDEN_PREVIOUS_PASSWORD_FILE" "WARDEN_PREVIOUS_PASSWORD_UNTIL" "WARDEN_UPSTREAM_TIMEOUT" "WARDEN_LOG_LEVEL" "WARDEN_LOG_FORMAT" "WARDEN_ACCESS_LOG" "WARDEN_TRUSTED_PROXIES" "WARDEN_AUTH_SCHEMES" "WARDEN_AUTH_FAILURE_LIMIT" "WARDEN_AUTH_FAILURE_WINDOW" "WARDEN_SSE_HEARTBEAT" "WARDEN_DENY_PATHS" "WARDEN_MAX_BODY_BYTES" "WARDEN_MAX_CONNS" "WARDEN_DRAIN_DELAY" "WARDEN_SHUTDOWN_TIMEOUT" "WARDEN_TLS_CERT_FILE" "WARDEN_TLS_KEY_FILE" }}
 {{- range $name, $_ := $w.env }}
 {{- if has $name $managed }}
 {{- fail (printf "warden.env.%s: the chart sets %s from its own values (see values.yaml); secrets come from secret.*" $name $name) }}
@@ -220,6 +220,10 @@ terminationGracePeriodSeconds of at least "warden.terminationGracePeriodSeconds"
       value: {{ $w.maxConns | int | toString | quote }}
     - name: WARDEN_SSE_HEARTBEAT
       value: {{ $w.sseHeartbeat | quote }}
+    {{- with $w.denyPaths }}
+    - name: WARDEN_DENY_PATHS
+      value: {{ join "," . | quote }}
+    {{- end }}
     - name: WARDEN_DRAIN_DELAY
       value: {{ printf "%ds" (int $w.drainDelaySeconds) | quote }}
     - name: WARDEN_SHUTDOWN_TIMEOUT
