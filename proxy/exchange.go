@@ -49,6 +49,12 @@ type exchange struct {
 	// when the response headers came back.
 	sentAt, headersAt time.Time
 
+	// Stream telemetry: when the last byte of the model's body went to the
+	// client (the response head, before the first), and the longest
+	// silence so far.
+	lastByteAt time.Time
+	silence    time.Duration
+
 	// SSE heartbeat state: heartbeat is the silence after which a comment
 	// goes out; tail holds the last bytes sent, to tell event boundaries.
 	heartbeat time.Duration
@@ -120,6 +126,7 @@ func (x *exchange) reset() {
 	x.sent = 0
 	x.upstreamErr = nil
 	x.heartbeat, x.tailLen = 0, 0
+	x.lastByteAt, x.silence = time.Time{}, 0
 	if cap(x.pathBuf) > maxKeptPathBuf {
 		x.pathBuf = nil // a rare long path does not stay with the pool
 	}

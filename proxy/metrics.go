@@ -30,6 +30,8 @@ type Metrics struct {
 	inFlight       gauge
 	duration       *histogram
 	upstreamWait   *histogram
+	firstByte      *histogram
+	silence        *histogram
 	clientGone     counter
 	connsRefused   counter
 	connsOpen      func() int64 // nil until a proxy serves
@@ -80,6 +82,12 @@ func NewMetrics(version string) *Metrics {
 		}),
 		upstreamWait: newHistogram([]float64{
 			.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+		}),
+		firstByte: newHistogram([]float64{
+			.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+		}),
+		silence: newHistogram([]float64{
+			.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 		}),
 	}
 }
@@ -171,6 +179,8 @@ func (m *Metrics) AppendText(b []byte) []byte {
 	w.single("warden_requests_in_flight", "gauge", "Requests being served on the proxy port, streams and websocket tunnels included.", float64(m.inFlight.Load()))
 	w.histogram("warden_request_duration_seconds", "Time from the request's arrival to the last byte of the response, streams included.", m.duration)
 	w.histogram("warden_upstream_response_header_seconds", "Time from sending the request upstream to receiving the upstream's response headers.", m.upstreamWait)
+	w.histogram("warden_response_first_byte_seconds", "Time from the request's arrival to the first byte of the response body sent to the client: time to first token, for token streams.", m.firstByte)
+	w.histogram("warden_stream_longest_silence_seconds", "The longest silence within each streamed response (a body of unknown length, as token streams are): from the response head, between pieces of the body, to its end. SSE heartbeats do not break a silence.", m.silence)
 	w.single("warden_client_disconnects_total", "counter", "Responses cut short because the client went away; the upstream connection was closed to stop the work.", float64(m.clientGone.Load()))
 	var open int64
 	if m.connsOpen != nil {

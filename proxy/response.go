@@ -242,6 +242,7 @@ func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
 			span, rerr = b.next()
 		}
 		if len(span) > 0 {
+			x.sending()
 			n, werr := w.Write(span)
 			if !fromSocket {
 				b.consume(n)
@@ -267,6 +268,24 @@ func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
 			return written, nil
 		}
 	}
+}
+
+// sending records the telemetry of a piece of the model's body about to go
+// to the client: the time to its first byte, and the silence before it.
+func (x *exchange) sending() {
+	now := time.Now()
+	if x.lastByteAt.IsZero() {
+		x.p.m.firstByte.Observe(now.Sub(x.start))
+		x.lastByteAt = x.headersAt
+	}
+	x.silence = max(x.silence, now.Sub(x.lastByteAt))
+	x.lastByteAt = now
+}
+
+// streamed reports whether the response body is one of unknown length (a
+// token stream, as model servers send them), whose silences are recorded.
+func (x *exchange) streamed() bool {
+	return x.body.framing != bodyFixed && !x.lastByteAt.IsZero()
 }
 
 // Read reads the body; fasthttp uses WriteTo, and Read is there for the
@@ -300,6 +319,10 @@ func (x *exchange) CloseWithError(werr error) error {
 	case !complete:
 		cause = "client_gone"
 		p.m.clientGone.Inc()
+	}
+	if x.streamed() {
+		// The silence before the body's end counts too.
+		p.m.silence.Observe(max(x.silence, time.Since(x.lastByteAt)))
 	}
 	x.finish(x.resp.StatusCode(), x.sent, cause, complete && x.reusable())
 	return nil
