@@ -139,8 +139,11 @@ func TestAdminEndpoints(t *testing.T) {
 	for _, want := range []string{
 		`warden_requests_total{code="200"} 1`,
 		`warden_requests_total{code="401"} 2`,
-		`warden_auth_failures_total{reason="wrong_password"} 1`,
-		`warden_auth_failures_total{reason="missing"} 1`,
+		`warden_auth_failures_total{reason="wrong_password",scheme="basic"} 1`,
+		`warden_auth_failures_total{reason="missing",scheme="none"} 1`,
+		`warden_auth_accepted_total{scheme="basic"} 1`,
+		`warden_client_disconnects_total{phase="waiting"} 0`,
+		`warden_client_disconnects_total{phase="streaming"} 0`,
 		`warden_upstream_errors_total{kind="connect"} 0`,
 		`warden_request_duration_seconds_count 3`,
 		`warden_requests_in_flight 0`,

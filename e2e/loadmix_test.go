@@ -344,6 +344,10 @@ func readSample(w *wardenProc) (sample, error) {
 		if err != nil {
 			continue
 		}
+		if strings.HasPrefix(name, "warden_client_disconnects_total{") {
+			s.disconnects += v // every phase
+			continue
+		}
 		switch name {
 		case "go_goroutines":
 			s.goroutines = v
@@ -353,8 +357,6 @@ func readSample(w *wardenProc) (sample, error) {
 			s.rssMiB = v / (1 << 20)
 		case "warden_requests_in_flight":
 			s.inFly = v
-		case "warden_client_disconnects_total":
-			s.disconnects = v
 		}
 	}
 	return s, sc.Err()

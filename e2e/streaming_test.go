@@ -180,7 +180,7 @@ func TestClientDisconnectStopsTheUpstream(t *testing.T) {
 		return s.StreamsActive == 0 && s.StreamsCanceled == 1
 	})
 	waitFor(t, 2*time.Second, "the disconnect to be counted", func() bool {
-		return strings.Contains(metrics(t, w), "warden_client_disconnects_total 1")
+		return strings.Contains(metrics(t, w), `warden_client_disconnects_total{phase="streaming"} 1`)
 	})
 }
 

@@ -48,7 +48,16 @@ type socketSource struct {
 
 func (s *socketSource) Read(p []byte) (int, error) {
 	if s.fd < 0 {
-		return s.c.Read(p)
+		c := s.c
+		if c.waiter == nil {
+			return c.Read(p)
+		}
+		c.startWait()
+		n, err := c.Read(p)
+		if c.endWait() {
+			return n, errClientGone
+		}
+		return n, err
 	}
 	for {
 		n, err := unix.Read(s.fd, p)
@@ -127,10 +136,28 @@ func (c *conn) await() error {
 	}
 	c.dropReader()
 	c.fillErr = nil
-	if err := c.raw.Read(c.fill); err != nil {
+	c.startWait()
+	err := c.raw.Read(c.fill)
+	if c.endWait() {
+		return errClientGone
+	}
+	if err != nil {
 		return err // the deadline, or the connection closed under it
 	}
 	return c.fillErr
+}
+
+// startWait puts the connection's exchange on the watch list for a read
+// that may wait; endWait takes it off and reports whether its client went
+// away meanwhile (the watcher has then closed the connection).
+func (c *conn) startWait() {
+	if c.waiter != nil {
+		c.watch.add(c.waiter, c)
+	}
+}
+
+func (c *conn) endWait() bool {
+	return c.waiter != nil && c.watch.remove(c.waiter)
 }
 
 // fillSocket is await's read, run by the runtime's poller with the socket:

@@ -22,9 +22,11 @@ import (
 // hijack handler ends it, or, when fasthttp never runs that handler, the
 // connection's close; see hijack).
 type exchange struct {
-	p     *Proxy
-	ctx   *fasthttp.RequestCtx
-	start time.Time // the request's arrival
+	p      *Proxy
+	ctx    *fasthttp.RequestCtx
+	client net.Conn  // ctx's connection, for the departure watch
+	start  time.Time // the request's arrival
+	watch  watchEntry
 
 	head   []byte           // the request head sent upstream
 	tokens connectionTokens // header names listed in Connection
@@ -66,7 +68,7 @@ type exchange struct {
 // it in flight.
 func (p *Proxy) begin(ctx *fasthttp.RequestCtx, start time.Time) *exchange {
 	x := p.exchanges.Get().(*exchange) //nolint:forcetypeassert // the pool holds only *exchange
-	x.ctx, x.start = ctx, start
+	x.ctx, x.client, x.start = ctx, ctx.Conn(), start
 	p.m.inFlight.Inc()
 	return x
 }
@@ -118,7 +120,7 @@ func (x *exchange) reset() {
 		copyBufs.Put(x.buf)
 		x.buf = nil
 	}
-	x.ctx = nil
+	x.ctx, x.client = nil, nil
 	x.conn = nil
 	x.body = upstreamBody{}
 	x.resp.Reset()
@@ -127,6 +129,7 @@ func (x *exchange) reset() {
 	x.upstreamErr = nil
 	x.heartbeat, x.tailLen = 0, 0
 	x.lastByteAt, x.silence = time.Time{}, 0
+	x.watch = watchEntry{}
 	if cap(x.pathBuf) > maxKeptPathBuf {
 		x.pathBuf = nil // a rare long path does not stay with the pool
 	}
@@ -188,10 +191,28 @@ func (x *exchange) hijack(h func(c net.Conn)) {
 	})
 }
 
+// departed ends an exchange whose client went away while it waited for the
+// upstream's response head (the watcher saw it and closed the upstream
+// connection). Nothing is sent: the client's connection is closed. The
+// access log and warden_requests_total record it as 499, nginx's "client
+// closed request".
+func (x *exchange) departed() {
+	x.p.m.clientGone[phaseWaiting].Inc()
+	if e := x.p.log.Debug(); e.Enabled() {
+		e.Bytes("path", rawPath(x.ctx.Request.Header.RequestURI())).Msg("the client went away while the model worked: upstream connection closed")
+	}
+	_ = x.ctx.Conn().Close()
+	x.ctx.SetConnectionClose()
+	x.finish(statusClientClosed, 0, "client_gone", false)
+}
+
+// statusClientClosed records a request whose client left before any answer.
+const statusClientClosed = 499
+
 // abandon finishes an exchange whose hijack handler fasthttp never ran: the
 // client's connection was closed first.
 func (x *exchange) abandon() {
-	x.p.m.clientGone.Inc()
+	x.p.m.clientGone[phaseStreaming].Inc()
 	x.finish(x.resp.StatusCode(), 0, "client_gone", false)
 }
 

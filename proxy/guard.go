@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -52,6 +53,10 @@ type guardedConn struct {
 
 	adm    *admission // counts the connection out on Close; nil: not counted
 	closed atomic.Bool
+
+	// raw is the socket, for the departure watch; set by the watcher
+	// goroutine, the only one that uses it, when it first looks.
+	raw syscall.RawConn
 }
 
 // park hands x to the connection until unpark: if the connection is closed

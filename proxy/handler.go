@@ -76,6 +76,10 @@ func supportedProtocol(proto []byte) bool {
 // before a response head came back.
 func (x *exchange) failUpstream(err error) {
 	p := x.p
+	if x.watch.left {
+		x.departed()
+		return
+	}
 	f, kind := upstreamFailure(err, x.dialing)
 	if kind != "" {
 		p.m.upstreamError(kind)

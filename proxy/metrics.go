@@ -32,7 +32,7 @@ type Metrics struct {
 	upstreamWait   *histogram
 	firstByte      *histogram
 	silence        *histogram
-	clientGone     counter
+	clientGone     [len(phaseNames)]counter // by phase
 	connsRefused   counter
 	connsOpen      func() int64 // nil until a proxy serves
 	throttled      counter
@@ -181,7 +181,10 @@ func (m *Metrics) AppendText(b []byte) []byte {
 	w.histogram("warden_upstream_response_header_seconds", "Time from sending the request upstream to receiving the upstream's response headers.", m.upstreamWait)
 	w.histogram("warden_response_first_byte_seconds", "Time from the request's arrival to the first byte of the response body sent to the client: time to first token, for token streams.", m.firstByte)
 	w.histogram("warden_stream_longest_silence_seconds", "The longest silence within each streamed response (a body of unknown length, as token streams are): from the response head, between pieces of the body, to its end. SSE heartbeats do not break a silence.", m.silence)
-	w.single("warden_client_disconnects_total", "counter", "Responses cut short because the client went away; the upstream connection was closed to stop the work.", float64(m.clientGone.Load()))
+	w.family("warden_client_disconnects_total", "counter", "Requests whose client went away before the response was whole, by phase: waiting (before the response head; warden saw it while the model worked) or streaming (during the body). The upstream connection was closed to stop the work.")
+	for _, ph := range [...]uint8{phaseWaiting, phaseStreaming} {
+		w.sample("warden_client_disconnects_total", "phase", phaseNames[ph], float64(m.clientGone[ph].Load()))
+	}
 	var open int64
 	if m.connsOpen != nil {
 		open = m.connsOpen()

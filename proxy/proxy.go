@@ -191,6 +191,7 @@ type Proxy struct {
 	stripAPIKey bool
 	deny        *denyList // nil: no path is denied
 	up          *upstream
+	watch       *watcher // departed clients (watch.go)
 	log         zerolog.Logger
 	m           *Metrics
 
@@ -225,20 +226,22 @@ func newProxy(cfg Config, dial func(addr string, deadline time.Time) (net.Conn, 
 		return nil, err
 	}
 	p := &Proxy{
-		cfg:  cfg,
-		auth: cfg.Auth,
-		log:  cfg.Log,
-		m:    cfg.Metrics,
-		up: newUpstream(upstreamConfig{
-			addr:        cfg.Upstream,
-			maxConns:    cfg.UpstreamMaxConns,
-			dialTimeout: cfg.UpstreamTimeout,
-			idleTimeout: cfg.UpstreamIdleTimeout,
-			readBuf:     cfg.MaxHeaderBytes,
-			writeBuf:    4 << 10,
-			dial:        dial,
-		}),
+		cfg:   cfg,
+		auth:  cfg.Auth,
+		log:   cfg.Log,
+		m:     cfg.Metrics,
+		watch: newWatcher(),
 	}
+	p.up = newUpstream(upstreamConfig{
+		addr:        cfg.Upstream,
+		maxConns:    cfg.UpstreamMaxConns,
+		dialTimeout: cfg.UpstreamTimeout,
+		idleTimeout: cfg.UpstreamIdleTimeout,
+		readBuf:     cfg.MaxHeaderBytes,
+		writeBuf:    4 << 10,
+		dial:        dial,
+		watch:       p.watch,
+	})
 	if p.auth != nil {
 		schemes := p.auth.Schemes()
 		for _, c := range auth.Challenges(cfg.Realm, schemes) {
@@ -268,9 +271,10 @@ func (p *Proxy) Start(ln, admin net.Listener) <-chan error {
 	p.srv, p.admin = srv.Server, p.adminServer()
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stopWatch = cancel
-	p.watching.Add(2)
+	p.watching.Add(3)
 	go func() { defer p.watching.Done(); p.watchUpstream(ctx) }()
 	go func() { defer p.watching.Done(); p.watchThrottle(ctx) }()
+	go func() { defer p.watching.Done(); p.watch.run(ctx.Done()) }()
 	go func() { errs <- srv.Serve(ln) }()
 	go func() { errs <- p.admin.Serve(admin) }()
 	return errs

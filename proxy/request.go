@@ -209,6 +209,7 @@ func (x *exchange) roundTrip() error {
 			return err
 		}
 		x.dialing = false
+		c.waiter = x
 		x.sentAt = time.Now()
 		err = x.send(c)
 		if err == nil || !errors.Is(err, errClientBody) && !errors.Is(err, errBodyTooLarge) {

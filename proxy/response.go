@@ -260,6 +260,10 @@ func (x *exchange) copyBody(w io.Writer) (written int64, err error) {
 		case errors.Is(rerr, io.EOF):
 			x.eof = true
 			return written, nil
+		case x.watch.left:
+			// Seen while the body was silent: the upstream connection is
+			// closed already, and the model stops.
+			return written, rerr
 		case rerr != nil:
 			x.upstreamErr = rerr
 			return written, rerr
@@ -318,7 +322,7 @@ func (x *exchange) CloseWithError(werr error) error {
 		}
 	case !complete:
 		cause = "client_gone"
-		p.m.clientGone.Inc()
+		p.m.clientGone[phaseStreaming].Inc()
 	}
 	if x.streamed() {
 		// The silence before the body's end counts too.

@@ -181,6 +181,7 @@ func (x *exchange) upgradeWebsocket() {
 	x.head = b
 
 	x.hijack(func(client net.Conn) {
+		x.conn.waiter = nil // the tunnel watches both ends itself
 		tn := &tunnel{client: client, upstream: x.conn}
 		if !p.tunnels.add(tn) {
 			// Shutdown began meanwhile: the client gets no 101, and the

@@ -26,6 +26,7 @@ type upstream struct {
 	dialTimeout time.Duration
 	idleTimeout time.Duration
 	pools       *bufferPools
+	watch       *watcher
 	dialFunc    func(addr string, deadline time.Time) (net.Conn, error)
 
 	// slots holds one token per connection in use; its capacity is the
@@ -63,6 +64,12 @@ type conn struct {
 	peek     func(fd uintptr) bool
 	peekBuf  [1]byte
 	peekIdle bool
+
+	// waiter is the exchange using the connection, whose client the
+	// watcher looks at while a read waits; nil when none is to be watched
+	// (idle in the pool, or carrying a websocket tunnel).
+	waiter *exchange
+	watch  *watcher
 }
 
 // alive reports whether the upstream has left the connection open while it
@@ -121,6 +128,8 @@ type upstreamConfig struct {
 	writeBuf    int
 	// dial replaces TCP dialing in tests; nil dials TCP.
 	dial func(addr string, deadline time.Time) (net.Conn, error)
+	// watch is the proxy's departure watch (watch.go).
+	watch *watcher
 }
 
 func newUpstream(c upstreamConfig) *upstream {
@@ -130,6 +139,7 @@ func newUpstream(c upstreamConfig) *upstream {
 		idleTimeout: c.idleTimeout,
 		pools:       newBufferPools(c.readBuf, c.writeBuf),
 		dialFunc:    c.dial,
+		watch:       c.watch,
 		slots:       make(chan struct{}, c.maxConns),
 		idle:        make([]*conn, 0, min(c.maxConns, 1024)),
 		stop:        make(chan struct{}),
@@ -264,7 +274,7 @@ func (u *upstream) dial(deadline time.Time) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{Conn: nc, pools: u.pools}
+	c := &conn{Conn: nc, pools: u.pools, watch: u.watch}
 	c.src = socketSource{c: c, fd: -1}
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -279,6 +289,7 @@ func (u *upstream) dial(deadline time.Time) (*conn, error) {
 // release gives a connection back at now. With reuse it joins the idle
 // pool; otherwise it is closed.
 func (u *upstream) release(c *conn, reuse bool, now time.Time) {
+	c.waiter = nil
 	if reuse {
 		// Reused only when nothing is left to read: the buffers go back.
 		c.dropReader()
