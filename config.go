@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -48,6 +49,12 @@ type config struct {
 	PreviousPassword string `env:"PREVIOUS_PASSWORD"`
 	// PreviousPasswordFile holds the previous secret.
 	PreviousPasswordFile string `env:"PREVIOUS_PASSWORD_FILE"`
+	// The secrets may be given as their SHA-256 digests instead (hex), so
+	// that no configuration holds them in plain text.
+	PasswordSHA256             string `env:"PASSWORD_SHA256"`
+	PasswordSHA256File         string `env:"PASSWORD_SHA256_FILE"`
+	PreviousPasswordSHA256     string `env:"PREVIOUS_PASSWORD_SHA256"`
+	PreviousPasswordSHA256File string `env:"PREVIOUS_PASSWORD_SHA256_FILE"`
 	// PreviousPasswordUntil is when the previous secret stops working.
 	PreviousPasswordUntil time.Time `env:"PREVIOUS_PASSWORD_UNTIL"`
 	// AuthSchemes lists the carriers of the secret that warden accepts:
@@ -118,7 +125,9 @@ type settings struct {
 	tls   *tls.Config
 	// The secrets themselves live in the checker only; the start line shows
 	// where they came from and their fingerprints.
-	secretSource, fingerprint           string
+	secretSource, fingerprint string
+	// weakSecrets names the sources of the secrets found weak.
+	weakSecrets                         []string
 	schemes                             auth.Schemes
 	previousSource, previousFingerprint string
 	previousUntil                       time.Time // zero without a previous secret
@@ -298,15 +307,15 @@ func (c *config) validate(environ map[string]string) []error {
 // bearerProblems reports a secret that no Bearer token can carry: RFC 6750
 // allows only letters, digits, "-._~+/" and trailing "=", so with bearer
 // enabled such a secret could never match. The message names where the
-// secret came from, never the secret.
-func bearerProblems(source, secret, previousSource, previous string) []error {
+// secret came from, never the secret. A secret given as its digest cannot
+// be checked.
+func bearerProblems(secrets ...givenSecret) []error {
 	var problems []error
 	const why = "WARDEN_AUTH_SCHEMES: bearer is enabled, but the secret in %s has characters a Bearer token cannot carry (RFC 6750: letters, digits, - . _ ~ + / and trailing =); use such a secret, or leave bearer out"
-	if !auth.IsBearerToken(secret) {
-		problems = append(problems, fmt.Errorf(why, source))
-	}
-	if previous != "" && !auth.IsBearerToken(previous) {
-		problems = append(problems, fmt.Errorf(why, previousSource))
+	for _, g := range secrets {
+		if g.plain != "" && !auth.IsBearerToken(g.plain) {
+			problems = append(problems, fmt.Errorf(why, g.source))
+		}
 	}
 	return problems
 }
@@ -320,17 +329,17 @@ func (c *config) validateSecrets(environ map[string]string) []error {
 	_, untilSet := environ["WARDEN_PREVIOUS_PASSWORD_UNTIL"]
 	switch {
 	case previousSet && !set:
-		problems = append(problems, fmt.Errorf("%s: needs a current secret in WARDEN_PASSWORD or WARDEN_PASSWORD_FILE", previousSource))
+		problems = append(problems, fmt.Errorf("%s: needs a current secret in WARDEN_PASSWORD, WARDEN_PASSWORD_FILE, WARDEN_PASSWORD_SHA256 or WARDEN_PASSWORD_SHA256_FILE", previousSource))
 	case previousSet && !untilSet:
 		problems = append(problems, errors.New("WARDEN_PREVIOUS_PASSWORD_UNTIL: required with a previous secret, as an RFC 3339 time such as 2026-12-01T00:00:00Z"))
 	case untilSet && !previousSet:
-		problems = append(problems, errors.New("WARDEN_PREVIOUS_PASSWORD_UNTIL: set without WARDEN_PREVIOUS_PASSWORD or WARDEN_PREVIOUS_PASSWORD_FILE"))
+		problems = append(problems, errors.New("WARDEN_PREVIOUS_PASSWORD_UNTIL: set without a previous secret (WARDEN_PREVIOUS_PASSWORD, or its _FILE, _SHA256 or _SHA256_FILE form)"))
 	}
 	switch c.Mode {
 	case "":
 	case modeProtected:
 		if !set {
-			problems = append(problems, errors.New("WARDEN_MODE: protected needs WARDEN_PASSWORD or WARDEN_PASSWORD_FILE"))
+			problems = append(problems, errors.New("WARDEN_MODE: protected needs WARDEN_PASSWORD, WARDEN_PASSWORD_FILE, WARDEN_PASSWORD_SHA256 or WARDEN_PASSWORD_SHA256_FILE"))
 		}
 	case modePublic:
 		if set {
@@ -342,30 +351,34 @@ func (c *config) validateSecrets(environ map[string]string) []error {
 	return problems
 }
 
-// secretGiven reports whether a secret is given, in the variable name or in
-// the file named by name+"_FILE", and which; a problem if both are, or if
-// the variable is set but empty.
+// secretForms are the ways a secret may be given, as suffixes of its
+// variable's name: itself, a file holding it, its SHA-256 digest (hex), a
+// file holding that.
+var secretForms = [...]string{"", "_FILE", "_SHA256", "_SHA256_FILE"}
+
+// secretGiven reports whether a secret is given, in one of the forms of the
+// variable name, and which; a problem if several are, or if the one given
+// is set but empty.
 func secretGiven(environ map[string]string, name string, problems *[]error) (set bool, source string) {
-	fileName := name + "_FILE"
-	value, valueSet := environ[name]
-	file, fileSet := environ[fileName]
-	switch {
-	case valueSet && fileSet:
-		*problems = append(*problems, fmt.Errorf("%s and %s: set one, not both", name, fileName))
-		return true, fileName
-	case valueSet:
-		if value == "" {
-			// An empty secret must not silently make the endpoint public.
-			*problems = append(*problems, fmt.Errorf("%s: is set but empty", name))
+	var given []string
+	for _, form := range secretForms {
+		if _, ok := environ[name+form]; ok {
+			given = append(given, name+form)
 		}
-		return true, name
-	case fileSet:
-		if file == "" {
-			*problems = append(*problems, fmt.Errorf("%s: is set but empty", fileName))
-		}
-		return true, fileName
 	}
-	return false, ""
+	switch len(given) {
+	case 0:
+		return false, ""
+	case 1:
+	default:
+		*problems = append(*problems, fmt.Errorf("%s: set one of %s, %s_FILE, %s_SHA256, %s_SHA256_FILE, not several", strings.Join(given, " and "), name, name, name, name))
+		return true, given[len(given)-1]
+	}
+	if environ[given[0]] == "" {
+		// An empty secret must not silently make the endpoint public.
+		*problems = append(*problems, fmt.Errorf("%s: is set but empty", given[0]))
+	}
+	return true, given[0]
 }
 
 // usernameProblem says what is wrong with a Basic user name, or "".
@@ -411,9 +424,10 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 	var problems []error
 	s := &settings{config: *c}
 	s.secretSource, s.previousSource = sourceOf(environ, "WARDEN_PASSWORD"), sourceOf(environ, "WARDEN_PREVIOUS_PASSWORD")
-	secret := readSecret(environ, "WARDEN_PASSWORD", c.PasswordFile, &problems)
-	previous := readSecret(environ, "WARDEN_PREVIOUS_PASSWORD", c.PreviousPasswordFile, &problems)
+	secret := readSecret(environ, "WARDEN_PASSWORD", &problems)
+	previous := readSecret(environ, "WARDEN_PREVIOUS_PASSWORD", &problems)
 	s.Password, s.PreviousPassword = "", "" // the secrets live in the checker only
+	s.PasswordSHA256, s.PreviousPasswordSHA256 = "", ""
 
 	s.mode = c.Mode
 	if s.mode == "" {
@@ -423,16 +437,27 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 		}
 	}
 	var checker proxy.Authenticator
-	if secret != "" && usernameProblem(c.Username) == "" {
-		ch, err := auth.New(c.Username, secret)
+	if secret.ok && usernameProblem(c.Username) == "" {
+		var ch *auth.Checker
+		var err error
+		if secret.plain != "" {
+			ch, err = auth.New(c.Username, secret.plain)
+		} else {
+			ch, err = auth.NewDigest(c.Username, secret.digest)
+		}
 		switch {
 		case err != nil:
 			problems = append(problems, fmt.Errorf("%s: %w", s.secretSource, err))
-		case previous != "" && !c.PreviousPasswordUntil.IsZero():
-			if ch, err = ch.WithPrevious(previous, c.PreviousPasswordUntil); err != nil {
+		case previous.ok && !c.PreviousPasswordUntil.IsZero():
+			if previous.plain != "" {
+				ch, err = ch.WithPrevious(previous.plain, c.PreviousPasswordUntil)
+			} else {
+				ch, err = ch.WithPreviousDigest(previous.digest, c.PreviousPasswordUntil)
+			}
+			if err != nil {
 				problems = append(problems, fmt.Errorf("%s: %w", s.previousSource, err))
 			}
-			s.previousFingerprint, s.previousUntil = auth.Fingerprint(previous), c.PreviousPasswordUntil
+			s.previousFingerprint, s.previousUntil = auth.FingerprintDigest(previous.digest), c.PreviousPasswordUntil
 		}
 		if schemes, serr := auth.ParseSchemes(c.AuthSchemes); serr == nil && err == nil {
 			ch, err = ch.WithSchemes(schemes)
@@ -440,14 +465,20 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 				problems = append(problems, fmt.Errorf("WARDEN_AUTH_SCHEMES: %w", err))
 			}
 			if schemes.Has(auth.CarrierBearer) {
-				problems = append(problems, bearerProblems(s.secretSource, secret, s.previousSource, previous)...)
+				problems = append(problems, bearerProblems(secret, previous)...)
 			}
 			s.schemes = schemes
 		}
 		if err == nil && s.mode == modeProtected {
 			checker = ch
 		}
-		s.fingerprint = auth.Fingerprint(secret)
+		s.fingerprint = auth.FingerprintDigest(secret.digest)
+		// A secret given as its digest cannot be judged.
+		for _, g := range []givenSecret{secret, previous} {
+			if g.plain != "" && auth.Weak(g.plain) {
+				s.weakSecrets = append(s.weakSecrets, g.source)
+			}
+		}
 	}
 
 	tlsConfig, tlsProblems := loadTLS(environ, c.TLSCertFile, c.TLSKeyFile)
@@ -494,33 +525,56 @@ func (c *config) complete(environ map[string]string) (*settings, []error) {
 	return s, problems
 }
 
-// sourceOf names the variable a secret is given in: name, name+"_FILE",
-// or "" for none.
+// sourceOf names the variable a secret is given in, or "" for none.
 func sourceOf(environ map[string]string, name string) string {
-	if _, ok := environ[name+"_FILE"]; ok {
-		return name + "_FILE"
-	}
-	if _, ok := environ[name]; ok {
-		return name
+	for _, form := range secretForms {
+		if _, ok := environ[name+form]; ok {
+			return name + form
+		}
 	}
 	return ""
 }
 
-// readSecret reads one secret, once: from the variable name, or from the
-// file named by name+"_FILE" (validate has reported a secret given both
-// ways). A problem names the variable, never the contents.
-func readSecret(environ map[string]string, name, file string, problems *[]error) string {
-	if _, ok := environ[name+"_FILE"]; ok {
-		if file == "" {
-			return "" // validate reports it
-		}
-		secret, err := readSecretFile(file)
-		if err != nil {
-			*problems = append(*problems, fmt.Errorf("%s_FILE: %w", name, err))
-		}
-		return secret
+// givenSecret is a secret as configured: the secret itself, or only its
+// SHA-256 digest.
+type givenSecret struct {
+	source string
+	plain  string // "" when only the digest was given
+	digest [sha256.Size]byte
+	ok     bool
+}
+
+// readSecret reads one secret, once, in the form it is given in (validate
+// has reported a secret given several ways). A problem names the variable,
+// never the contents.
+func readSecret(environ map[string]string, name string, problems *[]error) givenSecret {
+	g := givenSecret{source: sourceOf(environ, name)}
+	if g.source == "" {
+		return g
 	}
-	return environ[name]
+	value := environ[g.source]
+	if value == "" {
+		return g // validate reports it
+	}
+	if strings.HasSuffix(g.source, "_FILE") {
+		v, err := readSecretFile(value)
+		if err != nil {
+			*problems = append(*problems, fmt.Errorf("%s: %w", g.source, err))
+			return g
+		}
+		value = v
+	}
+	if strings.Contains(g.source, "_SHA256") {
+		d, err := auth.ParseDigest(strings.TrimSpace(value))
+		if err != nil {
+			*problems = append(*problems, fmt.Errorf("%s: %w", g.source, err))
+			return g
+		}
+		g.digest, g.ok = d, true
+		return g
+	}
+	g.plain, g.digest, g.ok = value, sha256.Sum256([]byte(value)), true
+	return g
 }
 
 // readSecretFile reads a secret and trims the trailing newline that tools

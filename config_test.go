@@ -139,7 +139,7 @@ func readmeRows(t *testing.T, pattern string) map[string]string {
 
 func TestREADMEListsEveryVariable(t *testing.T) {
 	t.Parallel()
-	rows := readmeRows(t, "WARDEN_[A-Z_]+")
+	rows := readmeRows(t, "WARDEN_[A-Z0-9_]+")
 	names := envNames()
 	for name, def := range names {
 		got, ok := rows[name]

@@ -34,8 +34,16 @@ func main() {
 	// on and its container's CPU limit: more Ps than that cost a sidecar
 	// whose model server runs in another container CPU and latency (README,
 	// Performance: GOMAXPROCS).
+	environ := env.ToMap(os.Environ())
+	if handled, err := runTool(os.Args[1:], environ, os.Stdin, os.Stdout); handled {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warden: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], env.ToMap(os.Environ()), os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], environ, os.Stdout, os.Stderr)
 	stop()
 	var exit exitStatus
 	switch {
@@ -83,8 +91,35 @@ const usage = `usage:
   warden -- CMD [ARGS...] start CMD as the model server and protect it
   warden --version        print the version
 
+Tools (the secret comes from WARDEN_PASSWORD, WARDEN_PASSWORD_FILE or
+standard input, in that order; never from an argument, where ps shows it):
+  warden secret           print a new random secret (32 bytes, base64url)
+  warden header           print the Authorization header value for the
+                          secret: Basic, for WARDEN_USERNAME (paperspace)
+  warden header --bearer  print it as a Bearer token
+  warden header --curl URL
+                          print a curl command that sends it to URL
+  warden hash             print the secret's SHA-256, for WARDEN_PASSWORD_SHA256
+
 Configuration comes from WARDEN_* environment variables; see README.md.
 `
+
+// runTool runs one of the small tools (secret, header, hash) if args name
+// one, and reports whether it did.
+func runTool(args []string, environ map[string]string, stdin io.Reader, stdout io.Writer) (bool, error) {
+	if len(args) == 0 {
+		return false, nil
+	}
+	switch args[0] {
+	case "secret":
+		return true, cmdSecret(args[1:], stdout)
+	case "header":
+		return true, cmdHeader(args[1:], environ, stdin, stdout)
+	case "hash":
+		return true, cmdHash(args[1:], environ, stdin, stdout)
+	}
+	return false, nil
+}
 
 // run starts warden and blocks until ctx ends, then drains and shuts down.
 // It reads its configuration from environ only and never exits the process.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/paperspace/warden/auth"
 	"github.com/paperspace/warden/proxy"
 )
 
@@ -23,6 +24,7 @@ func serve(ctx context.Context, cfg *settings, command, childEnviron []string, s
 	log := newLogger(cfg, stderr)
 	metrics := proxy.NewMetrics(version)
 	metrics.SetConfig(cfg.mode, cfg.tls != nil, cfg.previousUntil)
+	metrics.SetSecretWeak(cfg.mode == modeProtected && len(cfg.weakSecrets) > 0)
 	pc := cfg.proxy
 	pc.Log, pc.Metrics = log, metrics
 	p, err := proxy.New(pc)
@@ -170,5 +172,9 @@ func logStart(log zerolog.Logger, cfg *settings, listen, admin net.Addr) {
 	}
 	if cfg.mode == modePublic {
 		log.Warn().Msg("public mode: requests are forwarded without authentication")
+	}
+	if len(cfg.weakSecrets) > 0 && cfg.mode == modeProtected {
+		log.Warn().Strs("secret_sources", cfg.weakSecrets).
+			Msgf("weak secret: fewer than %d bytes or about %d bits by a simple estimate, so it may be guessed; make one with `warden secret`", auth.MinSecretBytes, auth.MinSecretBits)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -186,15 +187,23 @@ func New(user, password string) (*Checker, error) {
 	switch {
 	case password == "":
 		return nil, ErrEmptyPassword
-	case containsColon(user):
-		return nil, ErrColonInUser
 	case len(user)+1+len(password) > MaxCredentialBytes:
 		return nil, ErrTooLong
+	}
+	return NewDigest(user, sha256.Sum256([]byte(password)))
+}
+
+// NewDigest returns a Checker for a user name and the SHA-256 digest of the
+// password, for a configuration that never holds the password itself. The
+// check is the same as New's: a Checker holds digests only.
+func NewDigest(user string, digest [sha256.Size]byte) (*Checker, error) {
+	if containsColon(user) {
+		return nil, ErrColonInUser
 	}
 	return &Checker{
 		schemes:  SchemeBasic,
 		user:     sha256.Sum256([]byte(user)),
-		password: sha256.Sum256([]byte(password)),
+		password: digest,
 	}, nil
 }
 
@@ -204,15 +213,35 @@ func (c *Checker) WithPrevious(password string, until time.Time) (*Checker, erro
 	switch {
 	case password == "":
 		return nil, ErrEmptyPassword
-	case until.IsZero():
-		return nil, errors.New("the previous password needs a deadline")
 	case len(password)+1 > MaxCredentialBytes:
 		return nil, ErrTooLong
 	}
+	return c.WithPreviousDigest(sha256.Sum256([]byte(password)), until)
+}
+
+// WithPreviousDigest is WithPrevious with the previous password's SHA-256
+// digest.
+func (c *Checker) WithPreviousDigest(digest [sha256.Size]byte, until time.Time) (*Checker, error) {
+	if until.IsZero() {
+		return nil, errors.New("the previous password needs a deadline")
+	}
 	c2 := *c
-	c2.previous = sha256.Sum256([]byte(password))
+	c2.previous = digest
 	c2.previousUntil = until
 	return &c2, nil
+}
+
+// ParseDigest reads a SHA-256 digest written as 64 hex digits (lowercase,
+// as sha256sum and warden hash print it; upper case is accepted too).
+func ParseDigest(s string) ([sha256.Size]byte, error) {
+	var d [sha256.Size]byte
+	if len(s) != 2*sha256.Size {
+		return d, fmt.Errorf("want the 64 hex digits of a SHA-256 digest, got %d characters", len(s))
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return d, errors.New("want the 64 hex digits of a SHA-256 digest: not hex")
+	}
+	return d, nil
 }
 
 // WithSchemes returns a copy of c that accepts the secret in the given
@@ -472,10 +501,18 @@ func challenge(scheme, realm, params string) string {
 
 // Fingerprint returns a short, non-reversible identifier of a secret, so that
 // operators can tell which secret each replica loaded without seeing it. It
-// is a PBKDF2 derivation (slow on purpose, to make guessing a weak password
-// from its fingerprint expensive) truncated to 48 bits.
+// is FingerprintDigest of the secret's SHA-256, so a secret gives the same
+// fingerprint whether it was configured itself or as its digest.
 func Fingerprint(secret string) string {
-	key, err := pbkdf2.Key(sha256.New, secret, []byte("github.com/paperspace/warden/fingerprint/v1"), fingerprintIterations, 6)
+	return FingerprintDigest(sha256.Sum256([]byte(secret)))
+}
+
+// FingerprintDigest is the fingerprint of a secret given by its SHA-256
+// digest: a PBKDF2 derivation of the digest (slow on purpose, to make
+// guessing a weak password from its fingerprint expensive) truncated to 48
+// bits.
+func FingerprintDigest(digest [sha256.Size]byte) string {
+	key, err := pbkdf2.Key(sha256.New, string(digest[:]), []byte("github.com/paperspace/warden/fingerprint/v2"), fingerprintIterations, 6)
 	if err != nil {
 		// Only a FIPS 140-only mode refuses this derivation; say so rather
 		// than print something that looks like a fingerprint.
@@ -486,3 +523,54 @@ func Fingerprint(secret string) string {
 
 // fingerprintIterations costs about 2 ms at start-up on one core.
 const fingerprintIterations = 10_000
+
+// Weak-secret thresholds: a secret shorter than MinSecretBytes, or with an
+// estimated strength below MinSecretBits, is called out at start.
+const (
+	MinSecretBytes = 16
+	MinSecretBits  = 64
+)
+
+// EstimateBits is a simple estimate of a secret's strength: its length
+// times log2 of the size of the character classes it uses (lower case 26,
+// upper case 26, digits 10, other printable ASCII 33, anything else 128).
+// It is generous to a random secret and to a long passphrase alike, and
+// says nothing of a password that a dictionary holds: it catches the
+// short and the narrow.
+func EstimateBits(secret string) float64 {
+	var lower, upper, digit, other, high bool
+	for i := range len(secret) {
+		switch c := secret[i]; {
+		case 'a' <= c && c <= 'z':
+			lower = true
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		case '0' <= c && c <= '9':
+			digit = true
+		case c < 0x80:
+			other = true
+		default:
+			high = true
+		}
+	}
+	pool := 0
+	for _, class := range []struct {
+		used bool
+		size int
+	}{{lower, 26}, {upper, 26}, {digit, 10}, {other, 33}, {high, 128}} {
+		if class.used {
+			pool += class.size
+		}
+	}
+	if pool == 0 {
+		return 0
+	}
+	return float64(len(secret)) * math.Log2(float64(pool))
+}
+
+// Weak reports whether a secret is too short or too narrow to stand up to
+// guessing: fewer than MinSecretBytes bytes, or fewer than MinSecretBits by
+// EstimateBits.
+func Weak(secret string) bool {
+	return len(secret) < MinSecretBytes || EstimateBits(secret) < MinSecretBits
+}

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -494,4 +496,80 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("Verify(%+v) = unknown %d, %d", cr, r, carrier)
 		}
 	})
+}
+
+func TestNewDigestChecksLikeNew(t *testing.T) {
+	t.Parallel()
+	digest, err := ParseDigest(sha256Hex("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewDigest("paperspace", digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = c.WithSchemes(SchemeBasic | SchemeBearer)
+	c, err = c.WithPreviousDigest(mustDigest(t, sha256Hex("old")), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, want := range map[string]Result{
+		string(basic("paperspace:s3cret")): OK,
+		"Bearer s3cret":                    OK,
+		"Bearer old":                       Previous,
+		string(basic("paperspace:nope")):   WrongPassword,
+	} {
+		if got := c.Check([]byte(h), now); got != want {
+			t.Errorf("Check(%q) = %v, want %v", h, got, want)
+		}
+	}
+	if Fingerprint("s3cret") != FingerprintDigest(digest) {
+		t.Error("a secret and its digest have different fingerprints")
+	}
+	for _, bad := range []string{"", "abc", sha256Hex("x")[:63], sha256Hex("x") + "0", strings.Repeat("g", 64)} {
+		if _, err := ParseDigest(bad); err == nil {
+			t.Errorf("ParseDigest(%q) accepted", bad)
+		}
+	}
+	if _, err := ParseDigest(strings.ToUpper(sha256Hex("x"))); err != nil {
+		t.Errorf("upper case refused: %v", err)
+	}
+	if _, err := NewDigest("a:b", digest); !errors.Is(err, ErrColonInUser) {
+		t.Errorf("colon in user: %v", err)
+	}
+	if _, err := c.WithPreviousDigest(digest, time.Time{}); err == nil {
+		t.Error("a previous digest without a deadline was accepted")
+	}
+}
+
+func TestWeakSecrets(t *testing.T) {
+	t.Parallel()
+	for secret, weak := range map[string]bool{
+		"":                                   true,
+		"hunter2":                            true,
+		"aaaaaaaaaaaaaaa":                    true,  // 15 bytes
+		"aaaaaaaaaaaaaaaa":                   false, // 16 lower-case letters: 16 × log2(26) = 75 bits by the estimate
+		"0123456789012345":                   true,  // 16 digits: 53 bits
+		"correct horse battery staple":       false, // 28 × log2(59) = 165
+		"kcvJQbSEfixjrjLWYdyDnVYqGNWfLjD6A2": false,
+		"12345678901234567890":               false, // 20 digits: 66 bits
+	} {
+		if got := Weak(secret); got != weak {
+			t.Errorf("Weak(%q) = %v (%.1f bits), want %v", secret, got, EstimateBits(secret), weak)
+		}
+	}
+}
+
+func sha256Hex(s string) string {
+	d := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(d[:])
+}
+
+func mustDigest(t *testing.T, s string) [sha256.Size]byte {
+	t.Helper()
+	d, err := ParseDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -41,6 +41,7 @@ type Metrics struct {
 	heartbeats     counter
 	previousSecret counter
 	previousUntil  gauge // Unix milliseconds
+	secretWeak     gauge
 	upstreamUp     gauge
 	draining       gauge
 	configMode     string
@@ -98,6 +99,13 @@ func (m *Metrics) SetConfig(mode string, tls bool, previousUntil time.Time) {
 	m.configMode, m.configTLS = mode, tls
 	if !previousUntil.IsZero() {
 		m.previousUntil.Set(previousUntil.UnixMilli())
+	}
+}
+
+// SetSecretWeak records whether a configured secret was found weak at start.
+func (m *Metrics) SetSecretWeak(weak bool) {
+	if weak {
+		m.secretWeak.Set(1)
 	}
 }
 
@@ -195,6 +203,7 @@ func (m *Metrics) AppendText(b []byte) []byte {
 	w.single("warden_auth_throttled_clients", "gauge", "Clients throttled now.", float64(m.throttledNow.Load()))
 	w.single("warden_auth_previous_secret_total", "counter", "Requests accepted with the previous secret (WARDEN_PREVIOUS_PASSWORD) before its deadline; when it stays flat, clients have moved to the new one.", float64(m.previousSecret.Load()))
 	w.single("warden_auth_previous_secret_deadline_timestamp_seconds", "gauge", "When the previous secret stops working (Unix time); 0 when there is none.", float64(m.previousUntil.Load())/1000)
+	w.single("warden_secret_weak", "gauge", "1 when a configured secret is weak (fewer than 16 bytes, or about 64 bits by a simple estimate); a secret given as its SHA-256 digest cannot be judged.", float64(m.secretWeak.Load()))
 	w.single("warden_websocket_tunnels_open", "gauge", "Websocket tunnels open now (also counted in warden_requests_in_flight).", float64(m.tunnelsOpen.Load()))
 	w.single("warden_sse_heartbeats_total", "counter", "SSE keep-alive comments sent on silent event streams (WARDEN_SSE_HEARTBEAT).", float64(m.heartbeats.Load()))
 	w.single("warden_upstream_up", "gauge", "1 when the last readiness probe reached the upstream, else 0.", float64(m.upstreamUp.Load()))
