@@ -147,8 +147,8 @@ func cmdHash(args []string, environ map[string]string, stdin io.Reader, stdout i
 	return err
 }
 
-// shellQuote quotes s for a POSIX shell: in single quotes, each single
-// quote written as '\”.
+// shellQuote quotes s for a POSIX shell, in single quotes; a single quote
+// inside ends the quoting, is escaped with a backslash, and quoting resumes.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
