@@ -199,7 +199,7 @@ secret_b64() { sed -n "s/^  $2: \"\{0,1\}\([A-Za-z0-9+\/=]*\)\"\{0,1\}$/\1/p" "$
 checksum_matches_secret() {
 	local f=$RENDERED/default.yaml pw want got
 	pw=$(secret_b64 "$f" password | base64 -d) || return 1
-	[[ ${#pw} -eq 32 ]] || { echo "generated password has ${#pw} characters, want 32" >&2; return 1; }
+	[[ $pw =~ ^[A-Za-z0-9_-]{43}$ ]] || { echo "generated password is not 43 base64url characters (32 random bytes, as warden secret makes)" >&2; return 1; }
 	want=$(printf 'warden-secret\npassword\n%s' "$pw" | sha256sum | cut -d' ' -f1)
 	got=$(sed -n 's/^ *checksum\/warden-secret: //p' "$f")
 	[[ $got == "$want" ]] || { echo "checksum/warden-secret = $got, want $want" >&2; return 1; }

@@ -68,7 +68,15 @@ Whether warden checks credentials: "true" or "".
 Whether this chart makes the Secret (protected mode without an existing Secret).
 */}}
 {{- define "warden.chartMadeSecret" -}}
-{{- if and (include "warden.protected" .) (not .Values.secret.existingSecret) }}true{{ end }}
+{{- if and (include "warden.protected" .) (not .Values.secret.existingSecret) (not .Values.secret.sha256) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether warden reads its secret from a mounted Secret: protected mode, unless
+the secret is given as its digest (secret.sha256).
+*/}}
+{{- define "warden.secretMounted" -}}
+{{- if and (include "warden.protected" .) (not .Values.secret.sha256) }}true{{ end }}
 {{- end }}
 
 {{- define "warden.secretName" -}}
@@ -87,7 +95,9 @@ and remembered in .Values so the Secret and the checksum annotation agree.
 {{- if not $pw }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "warden.fullname" .) | default dict }}
 {{- $old := dig "data" .Values.secret.key "" $existing }}
-{{- $pw = ternary (b64dec $old) (randAlphaNum 32) (ne $old "") }}
+{{- /* 32 random bytes as unpadded base64url, as `warden secret` makes */}}
+{{- $new := randBytes 32 | replace "+" "-" | replace "/" "_" | trimSuffix "=" }}
+{{- $pw = ternary (b64dec $old) $new (ne $old "") }}
 {{- end }}
 {{- $_ := set .Values.secret "_renderedPassword" $pw }}
 {{- end }}
@@ -139,11 +149,20 @@ message naming the values.
 {{- if and $s.existingSecret $s.password }}
 {{- fail "set secret.existingSecret or secret.password, not both" }}
 {{- end }}
-{{- if and $s.previous.existingSecret (not $s.previous.until) }}
-{{- fail "secret.previous.until is required with secret.previous.existingSecret: an RFC 3339 time after which the previous secret stops working" }}
+{{- if and $s.sha256 (or $s.existingSecret $s.password) }}
+{{- fail "set one of secret.sha256, secret.existingSecret and secret.password" }}
 {{- end }}
-{{- if and $s.previous.until (not $s.previous.existingSecret) }}
-{{- fail "secret.previous.until is set but secret.previous.existingSecret is not" }}
+{{- if and (eq $w.mode "public") (or $s.sha256 $s.previous.sha256) }}
+{{- fail "warden.mode=public takes no secret: unset secret.sha256 and secret.previous.sha256, or use warden.mode=protected" }}
+{{- end }}
+{{- if and $s.previous.sha256 $s.previous.existingSecret }}
+{{- fail "set secret.previous.sha256 or secret.previous.existingSecret, not both" }}
+{{- end }}
+{{- if and (or $s.previous.existingSecret $s.previous.sha256) (not $s.previous.until) }}
+{{- fail "secret.previous.until is required with secret.previous.existingSecret or secret.previous.sha256: an RFC 3339 time after which the previous secret stops working" }}
+{{- end }}
+{{- if and $s.previous.until (not (or $s.previous.existingSecret $s.previous.sha256)) }}
+{{- fail "secret.previous.until is set but neither secret.previous.existingSecret nor secret.previous.sha256 is" }}
 {{- end }}
 {{- if eq (int $w.port) (int $w.adminPort) }}
 {{- fail "warden.port and warden.adminPort must differ" }}
@@ -193,11 +212,21 @@ terminationGracePeriodSeconds of at least "warden.terminationGracePeriodSeconds"
     {{- if include "warden.protected" . }}
     - name: WARDEN_USERNAME
       value: {{ $w.username | quote }}
+    {{- if .Values.secret.sha256 }}
+    - name: WARDEN_PASSWORD_SHA256
+      value: {{ .Values.secret.sha256 | quote }}
+    {{- else }}
     - name: WARDEN_PASSWORD_FILE
       value: /etc/warden/secret/password
+    {{- end }}
     {{- if .Values.secret.previous.existingSecret }}
     - name: WARDEN_PREVIOUS_PASSWORD_FILE
       value: /etc/warden/previous-secret/password
+    {{- else if .Values.secret.previous.sha256 }}
+    - name: WARDEN_PREVIOUS_PASSWORD_SHA256
+      value: {{ .Values.secret.previous.sha256 | quote }}
+    {{- end }}
+    {{- if or .Values.secret.previous.existingSecret .Values.secret.previous.sha256 }}
     - name: WARDEN_PREVIOUS_PASSWORD_UNTIL
       value: {{ .Values.secret.previous.until | quote }}
     {{- end }}
@@ -262,12 +291,14 @@ terminationGracePeriodSeconds of at least "warden.terminationGracePeriodSeconds"
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if or (include "warden.protected" .) $w.tls.existingSecret }}
+  {{- if or (include "warden.secretMounted" .) .Values.secret.previous.existingSecret $w.tls.existingSecret }}
   volumeMounts:
     {{- if include "warden.protected" . }}
+    {{- if include "warden.secretMounted" . }}
     - name: warden-secret
       mountPath: /etc/warden/secret
       readOnly: true
+    {{- end }}
     {{- if .Values.secret.previous.existingSecret }}
     - name: warden-previous-secret
       mountPath: /etc/warden/previous-secret
@@ -292,6 +323,7 @@ The volumes warden's container mounts, as items of a pod's `volumes` list
 
 {{- define "warden.volumeItems" -}}
 {{- if include "warden.protected" . }}
+{{- if include "warden.secretMounted" . }}
 - name: warden-secret
   secret:
     secretName: {{ include "warden.secretName" . }}
@@ -299,6 +331,7 @@ The volumes warden's container mounts, as items of a pod's `volumes` list
     items:
       - key: {{ .Values.secret.key }}
         path: password
+{{- end }}
 {{- if .Values.secret.previous.existingSecret }}
 - name: warden-previous-secret
   secret:
