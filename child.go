@@ -30,8 +30,11 @@ type child struct {
 
 	signals chan os.Signal // SIGCHLD
 	exited  chan struct{}  // closed when the model server has exited
-	mu      sync.Mutex
-	status  syscall.WaitStatus
+	// signaller sends the signals once warden has dropped root for a uid
+	// other than the model server's; nil: warden signals it directly.
+	signaller *signaller
+	mu        sync.Mutex
+	status    syscall.WaitStatus
 }
 
 // childEnv is warden's environment without the WARDEN_ variables: the model
@@ -48,7 +51,7 @@ func childEnv(environ []string) []string {
 
 // startChild starts the model server in its own process group, with
 // warden's standard output and error, and starts reaping.
-func startChild(args, environ []string) (*child, error) {
+func startChild(args, environ []string, as *identity) (*child, error) {
 	if len(args) == 0 || args[0] == "" {
 		return nil, errors.New("wrapper mode needs a command after --")
 	}
@@ -77,6 +80,9 @@ func startChild(args, environ []string) (*child, error) {
 			// If warden is killed outright, the model server goes too.
 			Pdeathsig: syscall.SIGKILL,
 		},
+	}
+	if as != nil {
+		c.cmd.SysProcAttr.Credential = as.credential()
 	}
 	if err := c.cmd.Start(); err != nil {
 		signal.Stop(c.signals)
@@ -171,7 +177,15 @@ func (c *child) ForwardSignals() (stop func()) {
 
 // Signal sends sig to the model server's process group.
 func (c *child) Signal(sig syscall.Signal) {
-	_ = syscall.Kill(-c.pgid, sig)
+	_ = c.kill(-c.pgid, sig)
+}
+
+// kill signals pid, through the signaller when warden has one.
+func (c *child) kill(pid int, sig syscall.Signal) error {
+	if c.signaller != nil {
+		return c.signaller.kill(pid, sig)
+	}
+	return syscall.Kill(pid, sig)
 }
 
 // Stop asks the model server to stop with SIGTERM and waits up to timeout,
@@ -200,7 +214,7 @@ func (c *child) Stop(timeout time.Duration) (killed bool) {
 func (c *child) Cleanup() {
 	c.Signal(syscall.SIGKILL)
 	for _, pid := range adoptedChildren() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = c.kill(pid, syscall.SIGKILL)
 	}
 	// Give the reaper a moment to collect them; never wait long.
 	deadline := time.Now().Add(2 * time.Second)

@@ -57,6 +57,10 @@ type config struct {
 	PreviousPasswordSHA256File string `env:"PREVIOUS_PASSWORD_SHA256_FILE"`
 	// PreviousPasswordUntil is when the previous secret stops working.
 	PreviousPasswordUntil time.Time `env:"PREVIOUS_PASSWORD_UNTIL"`
+	// ChildUser is the identity warden, started as root, gives the model
+	// server in wrapper mode; RunAs is the one warden drops to.
+	ChildUser string `env:"CHILD_USER"`
+	RunAs     string `env:"RUN_AS"`
 	// AuthSchemes lists the carriers of the secret that warden accepts:
 	// basic, bearer, x-api-key.
 	AuthSchemes string `env:"AUTH_SCHEMES" envDefault:"basic"`
@@ -126,6 +130,10 @@ type settings struct {
 	// The secrets themselves live in the checker only; the start line shows
 	// where they came from and their fingerprints.
 	secretSource, fingerprint string
+	// wrapper: warden starts the model server; privileges: who it and
+	// warden run as (privsep.go).
+	wrapper    bool
+	privileges privileges
 	// weakSecrets names the sources of the secrets found weak.
 	weakSecrets                         []string
 	schemes                             auth.Schemes
@@ -139,6 +147,12 @@ type settings struct {
 // and turns it into what warden runs with (complete). It reports every
 // problem at once, each naming its variable.
 func loadConfig(environ map[string]string) (*settings, error) {
+	return loadConfigFor(environ, false)
+}
+
+// loadConfigFor is loadConfig for warden in wrapper mode or not, which
+// decides what WARDEN_CHILD_USER may do.
+func loadConfigFor(environ map[string]string, wrapper bool) (*settings, error) {
 	var c config
 	var problems []error
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: envPrefix, Environment: environ}); err != nil {
@@ -147,6 +161,12 @@ func loadConfig(environ map[string]string) (*settings, error) {
 	problems = append(problems, c.validate(environ)...)
 	s, more := c.complete(environ)
 	problems = append(problems, more...)
+	if s != nil {
+		s.wrapper = wrapper
+		var pp []error
+		s.privileges, pp = planPrivileges(c.ChildUser, c.RunAs, wrapper, os.Geteuid())
+		problems = append(problems, pp...)
+	}
 	if len(problems) > 0 {
 		return nil, &configError{problems}
 	}

@@ -286,3 +286,52 @@ func fingerprintOf(secret string) string {
 	}
 	return auth.Fingerprint(secret)
 }
+
+func TestPlanPrivileges(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		child, runAs string
+		wrapper      bool
+		euid         int
+		wantChild    string // "uid:gid", "" for none
+		wantRunAs    string
+		wantProblem  string
+	}{
+		{"65534:65534", "", true, 0, "65534:65534", "65532:65532", ""},
+		{"1000:2000", "54321", true, 0, "1000:2000", "54321:54321", ""},
+		{"", "65532", false, 0, "", "65532:65532", ""},
+		{"", "", true, 0, "", "", ""},
+		{"65534", "", false, 0, "", "", "WARDEN_CHILD_USER: only for wrapper mode"},
+		{"no-such-user-xyz", "", true, 0, "", "", "WARDEN_CHILD_USER: no user"},
+		{"", "0", false, 0, "", "", "WARDEN_RUN_AS: must not be root"},
+		{"", "root", false, 0, "", "", "WARDEN_RUN_AS: must not be root"},
+		{"65534", "", true, 1000, "", "", "WARDEN_CHILD_USER: warden runs as uid 1000"},
+		{"1000", "1000", true, 1000, "", "", ""}, // its own identity: nothing to do
+		{"", "1001", false, 1000, "", "", "WARDEN_RUN_AS: warden runs as uid 1000"},
+		{"65534:x-no-such-group", "", true, 0, "", "", "WARDEN_CHILD_USER: no group"},
+	} {
+		plan, problems := planPrivileges(tc.child, tc.runAs, tc.wrapper, tc.euid)
+		msg := errors.Join(problems...)
+		switch {
+		case tc.wantProblem == "" && len(problems) > 0:
+			t.Errorf("%+v: problems %v", tc, msg)
+		case tc.wantProblem != "" && (msg == nil || !strings.Contains(msg.Error(), tc.wantProblem)):
+			t.Errorf("%+v: problems %q, want %q", tc, msg, tc.wantProblem)
+		case tc.wantProblem != "":
+		default:
+			got := func(id *identity) string {
+				if id == nil {
+					return ""
+				}
+				return id.String()
+			}
+			if got(plan.child) != tc.wantChild || got(plan.runAs) != tc.wantRunAs {
+				t.Errorf("%+v: child %q, warden %q; want %q, %q", tc, got(plan.child), got(plan.runAs), tc.wantChild, tc.wantRunAs)
+			}
+		}
+	}
+	// A name brings its groups from the user database.
+	if id, err := parseIdentity("root"); err != nil || id.uid != 0 || id.gid != 0 {
+		t.Errorf("root = %+v, %v", id, err)
+	}
+}

@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	default:
 		return fmt.Errorf("unknown argument %q (see warden --help)", args[0])
 	}
-	cfg, err := loadConfig(environ)
+	cfg, err := loadConfigFor(environ, command != nil)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -55,7 +56,7 @@ func serve(ctx context.Context, cfg *settings, command, childEnviron []string, s
 	var model *child
 	var modelExited <-chan struct{}
 	if command != nil {
-		model, err = startChild(command, childEnviron)
+		model, err = startChild(command, childEnviron, cfg.privileges.child)
 		if err != nil {
 			_ = proxyLn.Close()
 			_ = adminLn.Close()
@@ -66,6 +67,14 @@ func serve(ctx context.Context, cfg *settings, command, childEnviron []string, s
 		log.Info().Strs("command", command).Int("pid", model.cmd.Process.Pid).Msg("model server started")
 		stopForwarding := model.ForwardSignals()
 		defer stopForwarding()
+	}
+	if err := cfg.dropPrivileges(log, model); err != nil {
+		_ = proxyLn.Close()
+		_ = adminLn.Close()
+		if model != nil {
+			model.Signal(syscall.SIGKILL)
+		}
+		return err
 	}
 	errs := p.Start(proxyLn, adminLn)
 

@@ -69,13 +69,16 @@ func main() {
 	spyOut := flag.String("spy-out", "", "where -spy writes its report")
 	spyOnly := flag.Bool("spy-only", false, "exit after -spy")
 	spyPtrace := flag.Bool("spy-ptrace", true, "let -spy try PTRACE_ATTACH too")
+	spyFile := flag.String("spy-file", "", "let -spy try to read this file (warden's secret file) too")
+	spyDelay := flag.Duration("spy-delay", 0, "wait this long before -spy")
 	flag.Parse()
 	if *spyOn >= 0 {
+		time.Sleep(*spyDelay)
 		pid := *spyOn
 		if pid == 0 {
 			pid = os.Getppid()
 		}
-		if err := spy(pid, *spyOut, *spyPtrace); err != nil {
+		if err := spy(pid, *spyOut, *spyPtrace, *spyFile); err != nil {
 			log.Fatal(err)
 		}
 		if *spyOnly {

@@ -21,7 +21,7 @@ type spyReport struct {
 // spy tries, as a compromised model server would, to read warden's secret
 // out of process pid: its environment, its memory, a ptrace attach. It
 // writes the report to out.
-func spy(pid int, out string, tryPtrace bool) error {
+func spy(pid int, out string, tryPtrace bool, secretFile string) error {
 	r := spyReport{UID: os.Getuid(), Target: pid, Results: map[string]string{}}
 	p := "/proc/" + strconv.Itoa(pid)
 	if b, err := os.ReadFile(p + "/environ"); err != nil {
@@ -35,6 +35,13 @@ func spy(pid int, out string, tryPtrace bool) error {
 		r.Results["cmdline"] = string(b)
 	}
 	r.Results["mem"] = readMem(p)
+	if secretFile != "" {
+		if b, err := os.ReadFile(secretFile); err != nil {
+			r.Results["secret_file"] = "error: " + err.Error()
+		} else {
+			r.Results["secret_file"] = string(b)
+		}
+	}
 	if tryPtrace {
 		r.Results["ptrace"] = attach(pid)
 	}
