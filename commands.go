@@ -87,16 +87,17 @@ func refuseSecretArg(cmd, arg string) error {
 // command that sends it.
 func cmdHeader(args []string, environ map[string]string, stdin io.Reader, stdout io.Writer) error {
 	bearer, curlURL := false, ""
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
+	for len(args) > 0 {
+		a := args[0]
+		args = args[1:]
+		switch {
 		case a == "--bearer":
 			bearer = true
 		case a == "--curl":
-			if i+1 >= len(args) {
+			if len(args) == 0 {
 				return errors.New("header: --curl needs a URL")
 			}
-			i++
-			curlURL = args[i]
+			curlURL, args = args[0], args[1:]
 		case strings.HasPrefix(a, "--curl="):
 			curlURL = strings.TrimPrefix(a, "--curl=")
 		default:
