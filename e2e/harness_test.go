@@ -15,11 +15,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,19 +182,30 @@ func (p *proc) exited() bool {
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 // freeAddr returns a loopback address with a port that was free a moment
-// ago and that no other call has returned: the kernel may hand the same
-// free port out twice in a row.
+// ago and that no other call has returned. The port is below the kernel's
+// ephemeral range, so that nothing else of the run takes it meanwhile: not
+// a process listening on port 0, not an outgoing connection's local port.
+// (An address handed out here and bound later by the process it was meant
+// for could otherwise answer another test's probe first.)
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
+	low := ephemeralLow()
+	for range 200 {
+		port := 10000 + rand.IntN(low-10000)
+		addr := "127.0.0.1:" + strconv.Itoa(port)
 		portsMu.Lock()
 		seen := portsGiven[addr]
+		portsMu.Unlock()
+		if seen {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // taken
+		}
+		ln.Close()
+		portsMu.Lock()
+		seen = portsGiven[addr]
 		portsGiven[addr] = true
 		portsMu.Unlock()
 		if !seen {
@@ -201,6 +214,20 @@ func freeAddr(t testing.TB) string {
 	}
 	t.Fatal("no unused port found")
 	return ""
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range
+// (ip_local_port_range), 32768 when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 var (
