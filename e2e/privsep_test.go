@@ -207,3 +207,43 @@ func TestSeparatedModelServerThatIgnoresSIGTERMIsKilled(t *testing.T) {
 		t.Fatalf("exit status %d, want %d (the model server killed):\n%s", code, 128+int(syscall.SIGKILL), w.out.String())
 	}
 }
+
+// As a sidecar started as root, WARDEN_RUN_AS alone makes warden drop root
+// once its secret is read and its ports bound (here a port below 1024,
+// which only root may bind).
+func TestSidecarStartedAsRootDropsToRunAs(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	up := startUpstream(t)
+	secretFile := filepath.Join(t.TempDir(), "password") // root's, 0400
+	if err := os.WriteFile(secretFile, []byte(testPassword+"\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	var w *wardenProc
+	for _, port := range []string{"881", "882", "883", "884"} {
+		w = startWardenArgs(t, map[string]string{
+			"WARDEN_UPSTREAM": "http://" + up.addr, "WARDEN_PASSWORD_FILE": secretFile,
+			"WARDEN_RUN_AS": "65532:65532", "WARDEN_LISTEN": "127.0.0.1:" + port, "WARDEN_DRAIN_DELAY": "100ms",
+		})
+		if w.addr != "" {
+			break
+		}
+	}
+	w.waitReady(t)
+	if ids := procIDs(t, w.pid()); ids["Uid"] != "65532 65532 65532 65532" || ids["CapEff"] != "0000000000000000" {
+		t.Fatalf("warden runs as %v, want 65532 and no capability", ids)
+	}
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(w.pid()) + "/task/*/status")
+	for _, task := range tasks {
+		if caps := statusIDs(t, task); caps["CapEff"] != "0000000000000000" {
+			t.Errorf("thread %s keeps capabilities %v: no model server to signal", task, caps)
+		}
+	}
+	if resp, _ := do(t, "GET", w.url("/echo"), authHeader(), nil); resp.StatusCode != 200 {
+		t.Fatalf("warden does not serve after dropping root: %d", resp.StatusCode)
+	}
+	w.signal(syscall.SIGTERM)
+	if code := w.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit status %d after SIGTERM", code)
+	}
+}
