@@ -111,6 +111,15 @@ func runTool(args []string, environ map[string]string, stdin io.Reader, stdout i
 		return false, nil
 	}
 	switch args[0] {
+	case "secret", "header", "hash":
+		for _, a := range args[1:] {
+			if a == "-h" || a == "--help" {
+				_, err := fmt.Fprint(stdout, usage)
+				return true, err
+			}
+		}
+	}
+	switch args[0] {
 	case "secret":
 		return true, cmdSecret(args[1:], stdout)
 	case "header":
