@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // The stream telemetry that model operators need: time to first token,
@@ -35,7 +36,14 @@ func TestTimeToFirstByteAndLongestSilenceAreMeasured(t *testing.T) {
 	// A sized body: a first byte, but not a stream.
 	get("/echo")
 
-	m := scrapeMetrics(t, w)
+	// A response is recorded as it ends, which can be just after the
+	// client has read its last byte.
+	var m string
+	waitFor(t, 2*time.Second, "the three responses to be recorded", func() bool {
+		m = scrapeMetrics(t, w)
+		return metricValue(t, m, "warden_stream_longest_silence_seconds_count") == 2 &&
+			metricValue(t, m, "warden_response_first_byte_seconds_count") == 3
+	})
 	for key, want := range map[string]float64{
 		`warden_response_first_byte_seconds_count`:                3,
 		`warden_response_first_byte_seconds_bucket{le="0.25"}`:    2,
