@@ -1082,18 +1082,8 @@ func TestVegetaThroughWardenAllSucceed(t *testing.T) {
 // written), or 0 when /metrics has none.
 func metricOrZero(t testing.TB, text, name string) float64 {
 	t.Helper()
-	for _, line := range strings.Split(text, "\n") {
-		v, ok := strings.CutPrefix(line, name+" ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		return f
-	}
-	return 0
+	f, _ := findMetric(t, text, name)
+	return f
 }
 
 // A client that leaves while the model is still in its prefill makes

@@ -17,6 +17,16 @@ import (
 // reads none of the secret: not warden's environment or memory, not by
 // ptrace, not the secret file.
 
+// rootWrapperEnv is the environment of a warden in wrapper mode in front of
+// modelAddr, with more variables after it.
+func rootWrapperEnv(t *testing.T, modelAddr string, more ...string) []string {
+	t.Helper()
+	return append([]string{
+		"WARDEN_UPSTREAM=http://" + modelAddr, "WARDEN_PASSWORD=" + testPassword,
+		"WARDEN_LISTEN=" + freeAddr(t), "WARDEN_ADMIN_LISTEN=" + freeAddr(t),
+	}, more...)
+}
+
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -139,11 +149,7 @@ func TestWrapperModeAsRootWithoutSeparationWarns(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	modelAddr := freeAddr(t)
-	env := []string{
-		"WARDEN_UPSTREAM=http://" + modelAddr, "WARDEN_PASSWORD=" + testPassword,
-		"WARDEN_LISTEN=" + freeAddr(t), "WARDEN_ADMIN_LISTEN=" + freeAddr(t),
-	}
-	p := startProcAs(t, nil, "warden", env, wardenBin, "--", upstreamBin, "-listen", modelAddr)
+	p := startProcAs(t, nil, "warden", rootWrapperEnv(t, modelAddr), wardenBin, "--", upstreamBin, "-listen", modelAddr)
 	waitFor(t, 5*time.Second, "the warning", func() bool {
 		return strings.Contains(p.out.String(), "WARDEN_CHILD_USER")
 	})
@@ -190,11 +196,7 @@ func TestSeparatedModelServerThatIgnoresSIGTERMIsKilled(t *testing.T) {
 	requireRoot(t)
 	t.Parallel()
 	modelAddr := freeAddr(t)
-	env := []string{
-		"WARDEN_UPSTREAM=http://" + modelAddr, "WARDEN_PASSWORD=" + testPassword,
-		"WARDEN_LISTEN=" + freeAddr(t), "WARDEN_ADMIN_LISTEN=" + freeAddr(t),
-		"WARDEN_CHILD_USER=nobody", "WARDEN_DRAIN_DELAY=100ms", "WARDEN_SHUTDOWN_TIMEOUT=1s",
-	}
+	env := rootWrapperEnv(t, modelAddr, "WARDEN_CHILD_USER=nobody", "WARDEN_DRAIN_DELAY=100ms", "WARDEN_SHUTDOWN_TIMEOUT=1s")
 	p := startProcAs(t, nil, "warden", env, wardenBin, "--", upstreamBin, "-listen", modelAddr, "-on-term", "ignore")
 	w := &wardenProc{proc: p}
 	w.learnAddrs(t)

@@ -369,8 +369,20 @@ func (e holdEvent) String() string {
 	return s
 }
 
-// metricValue returns the value of an unlabelled metric in /metrics text.
+// metricValue returns the value of the sample named name (with its labels,
+// as written) in /metrics text; the test fails if there is none.
 func metricValue(t testing.TB, text, name string) float64 {
+	t.Helper()
+	f, ok := findMetric(t, text, name)
+	if !ok {
+		t.Fatalf("/metrics lacks %s", name)
+	}
+	return f
+}
+
+// findMetric returns the value of the sample named name, and whether there
+// is one.
+func findMetric(t testing.TB, text, name string) (float64, bool) {
 	t.Helper()
 	for _, line := range strings.Split(text, "\n") {
 		v, ok := strings.CutPrefix(line, name+" ")
@@ -381,10 +393,9 @@ func metricValue(t testing.TB, text, name string) float64 {
 		if err != nil {
 			t.Fatalf("metric line %q: %v", line, err)
 		}
-		return f
+		return f, true
 	}
-	t.Fatalf("/metrics lacks %s", name)
-	return 0
+	return 0, false
 }
 
 const (
