@@ -30,8 +30,9 @@ type child struct {
 
 	signals chan os.Signal // SIGCHLD
 	exited  chan struct{}  // closed when the model server has exited
-	// signaller sends the signals once warden has dropped root for a uid
-	// other than the model server's; nil: warden signals it directly.
+	// signaller sends the signals when warden drops root for a uid other
+	// than the model server's; nil: warden signals it directly. Set before
+	// the child starts, never changed.
 	signaller *signaller
 	mu        sync.Mutex
 	status    syscall.WaitStatus
@@ -51,7 +52,7 @@ func childEnv(environ []string) []string {
 
 // startChild starts the model server in its own process group, with
 // warden's standard output and error, and starts reaping.
-func startChild(args, environ []string, as *identity) (*child, error) {
+func startChild(args, environ []string, as *identity, sig *signaller) (*child, error) {
 	if len(args) == 0 || args[0] == "" {
 		return nil, errors.New("wrapper mode needs a command after --")
 	}
@@ -64,8 +65,9 @@ func startChild(args, environ []string, as *identity) (*child, error) {
 		return nil, fmt.Errorf("become child subreaper: %w", err)
 	}
 	c := &child{
-		signals: make(chan os.Signal, 1),
-		exited:  make(chan struct{}),
+		signals:   make(chan os.Signal, 1),
+		exited:    make(chan struct{}),
+		signaller: sig,
 	}
 	// Listen for SIGCHLD before the child exists, so no exit is missed.
 	signal.Notify(c.signals, syscall.SIGCHLD)

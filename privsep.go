@@ -216,11 +216,11 @@ func keepOnlyKill() error {
 	return unix.Capset(&hdr, &data[0])
 }
 
-// dropPrivileges makes warden id on every thread: supplementary groups,
+// becomeIdentity makes warden id on every thread: supplementary groups,
 // then group, then user (once the uid is not root, neither could change).
 // Only the signaller's thread, if any, keeps CAP_KILL. warden is made
 // non-dumpable again, since a change of credentials resets the flag.
-func dropPrivileges(id identity, s *signaller) error {
+func becomeIdentity(id identity, s *signaller) error {
 	if err := syscall.Setgroups(id.groups); err != nil {
 		return fmt.Errorf("WARDEN_RUN_AS: set groups: %w", err)
 	}
@@ -241,11 +241,27 @@ func dropPrivileges(id identity, s *signaller) error {
 	return notDumpable()
 }
 
+// signallerFor starts the signalling thread when warden will need it: in
+// wrapper mode, when it drops root for a uid other than the model
+// server's. It must start before both the child and the drop, so that the
+// child is only ever signalled through it.
+func (s *settings) signallerFor(wrapper bool) (*signaller, error) {
+	id, child := s.privileges.runAs, s.privileges.child
+	if !wrapper || id == nil || child != nil && child.uid == id.uid {
+		return nil, nil
+	}
+	sig, err := newSignaller()
+	if err != nil {
+		return nil, fmt.Errorf("WARDEN_RUN_AS: %w", err)
+	}
+	return sig, nil
+}
+
 // dropPrivileges carries out the plan for warden itself, once the child (if
 // any) has started: as root with WARDEN_RUN_AS (or WARDEN_CHILD_USER), it
 // becomes that identity before serving. As root in wrapper mode with
 // neither, it says what the model server can read.
-func (s *settings) dropPrivileges(log zerolog.Logger, model *child) error {
+func (s *settings) dropPrivileges(log zerolog.Logger, sig *signaller) error {
 	id := s.privileges.runAs
 	if id == nil {
 		if os.Geteuid() == 0 && s.wrapper {
@@ -253,18 +269,7 @@ func (s *settings) dropPrivileges(log zerolog.Logger, model *child) error {
 		}
 		return nil
 	}
-	if model != nil && (s.privileges.child == nil || s.privileges.child.uid != id.uid) {
-		sig, err := newSignaller()
-		if err != nil {
-			return fmt.Errorf("WARDEN_RUN_AS: %w", err)
-		}
-		model.signaller = sig
-	}
-	var sig *signaller
-	if model != nil {
-		sig = model.signaller
-	}
-	if err := dropPrivileges(*id, sig); err != nil {
+	if err := becomeIdentity(*id, sig); err != nil {
 		return err
 	}
 	e := log.Info().Int("uid", id.uid).Int("gid", id.gid).Ints("groups", id.groups)

@@ -55,8 +55,14 @@ func serve(ctx context.Context, cfg *settings, command, childEnviron []string, s
 	// accepts connections, like any upstream.
 	var model *child
 	var modelExited <-chan struct{}
+	sig, err := cfg.signallerFor(command != nil)
+	if err != nil {
+		_ = proxyLn.Close()
+		_ = adminLn.Close()
+		return err
+	}
 	if command != nil {
-		model, err = startChild(command, childEnviron, cfg.privileges.child)
+		model, err = startChild(command, childEnviron, cfg.privileges.child, sig)
 		if err != nil {
 			_ = proxyLn.Close()
 			_ = adminLn.Close()
@@ -68,7 +74,7 @@ func serve(ctx context.Context, cfg *settings, command, childEnviron []string, s
 		stopForwarding := model.ForwardSignals()
 		defer stopForwarding()
 	}
-	if err := cfg.dropPrivileges(log, model); err != nil {
+	if err := cfg.dropPrivileges(log, sig); err != nil {
 		_ = proxyLn.Close()
 		_ = adminLn.Close()
 		if model != nil {

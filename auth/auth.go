@@ -317,25 +317,22 @@ func (c *Checker) Verify(cr Credentials, now time.Time) (Result, Carrier) {
 	return c.checkSecret(cr.APIKey, now), CarrierAPIKey
 }
 
-// Check validates the value of an Authorization header. It accepts exactly
-// "Basic " (scheme case-insensitive, RFC 7235 §2.1) followed by the standard
-// base64 of "user:password", split at the first colon so that the password
-// may hold colons and any UTF-8.
-//
-// Both digests are always computed and compared with every secret, and the
-// comparisons are combined without short-circuit, so the time taken depends
-// on the length of what the client sent but not on the secrets or on which
-// part was wrong or which secret matched. now decides whether the previous
-// password is still accepted.
-//
-// It is Verify for a request with only an Authorization header, and with c
-// accepting Basic alone it checks Basic alone.
+// Check validates the value of an Authorization header alone: Verify of a
+// request with no x-api-key. Basic is "Basic " (scheme case-insensitive,
+// RFC 7235 §2.1) followed by the standard base64 of "user:password", split
+// at the first colon so that the password may hold colons and any UTF-8;
+// Bearer, when c accepts it, is "Bearer " and the secret.
 func (c *Checker) Check(authorization []byte, now time.Time) Result {
 	r, _ := c.Verify(Credentials{Authorization: authorization}, now)
 	return r
 }
 
-// checkBasic checks the base64 token of a Basic credential.
+// checkBasic checks the base64 token of a Basic credential. Both digests
+// are always computed and compared with every secret, and the comparisons
+// are combined without short-circuit, so the time taken depends on the
+// length of what the client sent but not on the secrets, on which part was
+// wrong or on which secret matched. now decides whether the previous
+// password is still accepted.
 func (c *Checker) checkBasic(encoded []byte, now time.Time) Result {
 	if len(encoded) == 0 || len(encoded) > maxEncoded {
 		return Malformed
