@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +140,11 @@ func dialWarden(t *testing.T, w *wardenProc, request string) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
+func post(path, body string) string {
+	return "POST " + path + " HTTP/1.1\r\nHost: m\r\nAuthorization: " + basicAuth(testUser, testPassword) +
+		"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}
+
 func get(path string) string {
 	return "GET " + path + " HTTP/1.1\r\nHost: m\r\nAuthorization: " + basicAuth(testUser, testPassword) + "\r\n\r\n"
 }
@@ -152,47 +158,71 @@ func TestClientLeavingWhileTheModelWorksClosesTheUpstream(t *testing.T) {
 	m := startWorkingModel(t)
 	w := startWarden(t, merge(protectedEnv(m.ln.Addr().String()), map[string]string{"WARDEN_LOG_LEVEL": "debug"}))
 
+	// A non-streaming completion is a POST whose body the model has read:
+	// the same wait as a GET's.
+	requests := map[string]string{"GET": get("/wait"), "POST": post("/wait", `{"prompt":"hello","stream":false}`)}
+	departures := 0
 	for _, how := range []string{"close", "reset", "half-close"} {
-		path := "/wait"
-		c := dialWarden(t, w, get(path))
-		m.await(t, path)
-		time.Sleep(300 * time.Millisecond) // the model is at work
-		left := time.Now()
-		switch how {
-		case "close":
-			c.Close()
-		case "reset":
-			c.SetLinger(0)
-			c.Close()
-		case "half-close":
-			// Cannot be told from a departure until a byte is written:
-			// treated as gone, as nginx does.
-			c.CloseWrite()
+		for _, method := range []string{"GET", "POST"} {
+			departures++
+			leaveWhileWaiting(t, m, w, requests[method], method+" "+how, how)
 		}
-		took := m.endOf(t, path).Sub(left)
-		t.Logf("%s: the model's connection closed %v after the client left", how, took.Round(time.Millisecond))
-		if took > departureSeenWithin {
-			t.Errorf("%s: the model's connection closed %v after the client left, want within %v", how, took, departureSeenWithin)
-		}
-		m.mu.Lock()
-		m.ends = nil
-		m.mu.Unlock()
 	}
 	// The model sees its connection close before warden's exchange counts
 	// the departure: wait for the count.
-	waitFor(t, 2*time.Second, "three departures while waiting to be counted", func() bool {
-		return disconnects(t, w, "waiting") == 3
+	waitFor(t, 2*time.Second, "every departure while waiting to be counted", func() bool {
+		return disconnects(t, w, "waiting") == float64(departures)
 	})
 	if got := disconnects(t, w, "streaming"); got != 0 {
 		t.Errorf("disconnects while streaming = %v, want 0", got)
 	}
 	waitFor(t, 2*time.Second, "the access log's 499s", func() bool {
-		return strings.Count(w.out.String(), `"status":499`) == 3
+		return strings.Count(w.out.String(), `"status":499`) == departures
 	})
+}
+
+// leaveWhileWaiting sends request for /wait, lets the model work, leaves
+// (how: close, reset or half-close) and checks that warden closed the
+// model's connection in time.
+func leaveWhileWaiting(t *testing.T, m *workingModel, w *wardenProc, request, name, how string) {
+	t.Helper()
+	path := "/wait"
+	c := dialWarden(t, w, request)
+	m.await(t, path)
+	time.Sleep(300 * time.Millisecond) // the model is at work
+	left := time.Now()
+	switch how {
+	case "close":
+		c.Close()
+	case "reset":
+		c.SetLinger(0)
+		c.Close()
+	case "half-close":
+		// Cannot be told from a departure until a byte is written:
+		// treated as gone, as nginx does.
+		c.CloseWrite()
+	}
+	took := m.endOf(t, path).Sub(left)
+	t.Logf("%s: the model's connection closed %v after the client left", name, took.Round(time.Millisecond))
+	if took > departureSeenWithin {
+		t.Errorf("%s: the model's connection closed %v after the client left, want within %v", name, took, departureSeenWithin)
+	}
+	m.mu.Lock()
+	m.ends = nil
+	m.mu.Unlock()
 }
 
 func TestClientLeavingASilentStreamClosesTheUpstream(t *testing.T) {
 	t.Parallel()
+	for _, how := range []string{"close", "reset"} {
+		t.Run(how, func(t *testing.T) {
+			leaveSilentStream(t, how == "reset")
+		})
+	}
+}
+
+func leaveSilentStream(t *testing.T, reset bool) {
+	t.Helper()
 	m := startWorkingModel(t)
 	w := startWarden(t, protectedEnv(m.ln.Addr().String()))
 	c := dialWarden(t, w, get("/stream"))
@@ -208,6 +238,9 @@ func TestClientLeavingASilentStreamClosesTheUpstream(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // the stream is silent
 	left := time.Now()
+	if reset {
+		c.SetLinger(0)
+	}
 	c.Close()
 	took := m.endOf(t, "/stream").Sub(left)
 	t.Logf("the model's connection closed %v after the client left", took.Round(time.Millisecond))
