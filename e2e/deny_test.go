@@ -49,6 +49,19 @@ func TestDenyPathsRefuseEverySpellingAndForwardTheRestByteForByte(t *testing.T) 
 			}
 		}
 	}
+	// The gate's neighbours: a body announced with Expect: 100-continue is
+	// refused before it is sent (no 100 first), and a websocket upgrade is
+	// refused before any tunnel.
+	for name, req := range map[string]string{
+		"Expect: 100-continue": "POST /%70ause HTTP/1.1\r\nHost: w\r\n" + authz + "Content-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+		"websocket upgrade": "GET //pause HTTP/1.1\r\nHost: w\r\n" + authz + "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	} {
+		raw := rawExchange(t, w.addr, req, 5*time.Second)
+		if !strings.HasPrefix(raw, "HTTP/1.1 403 ") || !strings.Contains(raw, "path_denied") {
+			t.Errorf("%s to a denied path: %q, want 403 path_denied and nothing before it", name, raw)
+		}
+	}
 	// Without credentials: the usual 401, which does not disclose the list.
 	if raw := rawExchange(t, w.addr, "GET /pause HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", 5*time.Second); statusOf(raw) != 401 {
 		t.Errorf("/pause without credentials: %d, want 401", statusOf(raw))
