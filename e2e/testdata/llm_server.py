@@ -201,6 +201,11 @@ def text_of(content):
     return ""
 
 
+def prompt_tokens_of(messages):
+    """The prompt's length in tokens, counted as words."""
+    return sum(len(text_of(m.get("content")).split()) for m in messages or [] if isinstance(m, dict))
+
+
 def reply_tokens(messages, n):
     """The tokens of the reply: the words of the last user message, repeated
     up to n, each but the first with its leading space, so that they join
@@ -341,7 +346,7 @@ async def chat_completions(request: Request):
     g = new_generation(request, "openai", stream, c)
     cid = "chatcmpl-" + uuid.uuid4().hex[:24]
     created = int(time.time())
-    prompt_tokens = sum(len(text_of(m.get("content")).split()) for m in req.get("messages") or [] if isinstance(m, dict))
+    prompt_tokens = prompt_tokens_of(req.get("messages"))
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}
 
     if not stream:
@@ -405,7 +410,7 @@ async def messages(request: Request):
     tokens = reply_tokens(req.get("messages"), c["tokens"])
     g = new_generation(request, "anthropic", stream, c)
     mid = "msg_" + uuid.uuid4().hex[:24]
-    input_tokens = sum(len(text_of(m.get("content")).split()) for m in req.get("messages") or [] if isinstance(m, dict))
+    input_tokens = prompt_tokens_of(req.get("messages"))
 
     if not stream:
         ok, text = await with_cancellation(request, g, generate_all(g, c, tokens))
